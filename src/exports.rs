@@ -1,0 +1,327 @@
+//! ABI v1 at the level of integers: every export of the wasm module as a safe method.
+//!
+//! `abi.rs` only decodes pointers and forwards here, so native tests that drive [`Exports`]
+//! with a scripted [`Host`] exercise exactly the code the module runs. Each method validates
+//! its arguments in the contract's order (not configured, unknown limiter, bad argument, cost
+//! above burst), returns the contract's codes, and keeps the message of the last failure.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::clock::Nanos;
+use crate::config::{Config, ms_to_ns};
+use crate::error::Error;
+use crate::jitter::PPM;
+use crate::limiter::Decision;
+use crate::policy::{Policy, Schedule};
+use crate::pressure::{MemoryReading, Pressure};
+
+/// ABI version implemented.
+pub const ABI_VERSION: i32 = 1;
+/// Optional exports beyond ABI v1 (none yet).
+pub const FEATURES: i32 = 0;
+/// `pacer_next_delay_ns`'s answer while the circuit is open.
+pub const CIRCUIT_OPEN: i64 = -7;
+
+/// Severity of a message sent to the host's `log` import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum LogLevel {
+    /// Something failed.
+    Error = 0,
+    /// Something is suspicious.
+    Warn = 1,
+    /// Normal operation.
+    Info = 2,
+    /// Detail.
+    Debug = 3,
+}
+
+/// What the module imports from its host (module `"pacer"`).
+pub trait Host {
+    /// Monotonic nanoseconds from any origin.
+    fn now_ns(&mut self) -> i64;
+    /// Bytes in use; `< 0` = unknown.
+    fn memory_used(&mut self) -> i64;
+    /// Bytes the host may use; `<= 0` = unknown.
+    fn memory_limit(&mut self) -> i64;
+    /// Fills `buf` with random bytes.
+    fn random_fill(&mut self, buf: &mut [u8]);
+    /// Receives a UTF-8 message.
+    fn log(&mut self, level: LogLevel, message: &str);
+}
+
+/// The module's state behind the exports.
+#[derive(Debug)]
+pub struct Exports<H> {
+    host: H,
+    policy: Option<Policy>,
+    unconfigured_pressure: Pressure,
+    last_error: String,
+    snapshot: Vec<u8>,
+}
+
+impl<H: Host> Exports<H> {
+    /// A module instance, unconfigured, talking to `host`.
+    pub fn new(host: H) -> Self {
+        Exports {
+            host,
+            policy: None,
+            unconfigured_pressure: Pressure::default(),
+            last_error: String::new(),
+            snapshot: Vec::new(),
+        }
+    }
+
+    /// The host behind the imports.
+    pub fn host_mut(&mut self) -> &mut H {
+        &mut self.host
+    }
+
+    /// The configured policy, if any.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
+    /// `pacer_configure`: `0`, or an error code with nothing changed.
+    pub fn configure(&mut self, json: &[u8]) -> i32 {
+        let result = self.try_configure(json).map(|()| 0);
+        self.finish(result)
+    }
+
+    fn try_configure(&mut self, json: &[u8]) -> Result<(), Error> {
+        let text = core::str::from_utf8(json)
+            .map_err(|_| Error::Config(crate::ConfigError::new("", "config is not UTF-8")))?;
+        let config = Config::from_json(text)?;
+        let count = config.limiters.len();
+        let host = &mut self.host;
+        let entropy = || {
+            let mut bytes = [0u8; 32];
+            host.random_fill(&mut bytes);
+            Ok(bytes)
+        };
+        match &mut self.policy {
+            Some(policy) => policy.reconfigure_with_entropy(config, entropy)?,
+            None => self.policy = Some(Policy::with_entropy(config, entropy)?),
+        }
+        let message = alloc::format!("configured {count} limiter(s)");
+        self.host.log(LogLevel::Info, &message);
+        Ok(())
+    }
+
+    /// The message of the most recent failed call (empty before any failure).
+    pub fn last_error(&self) -> &str {
+        &self.last_error
+    }
+
+    /// `pacer_try_acquire`: `0` admitted, `> 0` the exact wait in ns.
+    pub fn try_acquire(&mut self, limiter: i32, cost: i32) -> i64 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            let decision = policy.try_acquire(now, index, cost_arg(cost)?)?;
+            Ok(match decision {
+                Decision::Admit => 0,
+                Decision::Wait(ns) => clamp(ns),
+            })
+        });
+        self.finish(result)
+    }
+
+    /// `pacer_reserve`: the ns to wait before acting, `0` = go now.
+    pub fn reserve(&mut self, limiter: i32, cost: i32) -> i64 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            policy.reserve(now, index, cost_arg(cost)?).map(clamp)
+        });
+        self.finish(result)
+    }
+
+    /// `pacer_available_milli`: tokens available × 1000, floored.
+    pub fn available_milli(&mut self, limiter: i32) -> i64 {
+        let result = self
+            .with_limiter(limiter)
+            .and_then(|(policy, index, now)| policy.available_milli(now, index));
+        self.finish(result)
+    }
+
+    /// `pacer_on_response`: `0` ok.
+    pub fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            let status = u16::try_from(status)
+                .ok()
+                .filter(|s| *s <= 999)
+                .ok_or(Error::bad_argument("status", "must be from 0 to 999"))?;
+            let retry_after = u64::try_from(retry_after_ms).ok().map(ms_to_ns);
+            policy
+                .on_response(now, index, status, retry_after)
+                .map(|()| 0)
+        });
+        self.finish(result)
+    }
+
+    /// `pacer_next_delay_ns`: `>= 0` sleep then act, `-7` circuit open.
+    pub fn next_delay_ns(&mut self, limiter: i32, cost: i32, base_ns: i64) -> i64 {
+        let args = self.with_limiter(limiter).and_then(|(_, index, now)| {
+            Ok((
+                index,
+                cost_arg(cost)?,
+                non_negative(base_ns, "base_ns")?,
+                now,
+            ))
+        });
+        let result = args.and_then(|(index, cost, base, now)| {
+            // Read only once the arguments are valid: a failing call changes nothing.
+            let memory = self.read_memory();
+            let policy = self.policy.as_mut().ok_or(Error::NotConfigured)?;
+            Ok(match policy.next_delay(now, memory, index, cost, base)? {
+                Schedule::Act { delay } => clamp(delay),
+                Schedule::CircuitOpen { .. } => CIRCUIT_OPEN,
+            })
+        });
+        self.finish(result)
+    }
+
+    /// `pacer_retry_in_ns`: while the circuit refuses, ns until asking again; else `0`.
+    pub fn retry_in_ns(&mut self, limiter: i32) -> i64 {
+        let result = self
+            .with_limiter(limiter)
+            .and_then(|(policy, index, now)| policy.retry_in(now, index).map(clamp));
+        self.finish(result)
+    }
+
+    /// `pacer_jitter_ns`: a delay by the configured strategy.
+    pub fn jitter_ns(&mut self, base_ns: i64, utilization_ppm: i32) -> i64 {
+        let result = self
+            .policy
+            .as_mut()
+            .ok_or(Error::NotConfigured)
+            .and_then(|policy| {
+                let base = non_negative(base_ns, "base_ns")?;
+                let utilization = u32::try_from(utilization_ppm)
+                    .ok()
+                    .filter(|u| *u <= PPM)
+                    .ok_or(Error::bad_argument(
+                        "utilization_ppm",
+                        "must be from 0 to 1000000",
+                    ))?;
+                Ok(clamp(policy.jitter(base, utilization)))
+            });
+        self.finish(result)
+    }
+
+    /// `pacer_pressure`: reads memory now; `0` Low, `1` Medium, `2` High.
+    pub fn pressure(&mut self) -> i32 {
+        let memory = self.read_memory();
+        self.pressure_mut().observe(memory) as i32
+    }
+
+    /// `pacer_should_throttle`: `1` while pressure is High.
+    pub fn should_throttle(&mut self) -> i32 {
+        self.pressure();
+        i32::from(self.pressure_mut().should_throttle())
+    }
+
+    /// `pacer_pool_target`: idle buffers a host pool should keep now.
+    pub fn pool_target(&mut self, max_buffers: i32) -> i32 {
+        let result = u32::try_from(max_buffers)
+            .map_err(|_| Error::bad_argument("max_buffers", "must be at least 0"))
+            .map(|max| {
+                self.pressure();
+                self.pressure_mut().pool_target(max) as i32
+            });
+        self.finish(result)
+    }
+
+    /// `pacer_state_export`: writes a snapshot (see [`Exports::snapshot`]) and returns its length.
+    pub fn state_export(&mut self) -> i32 {
+        let now = self.now();
+        let result = self
+            .policy
+            .as_mut()
+            .ok_or(Error::NotConfigured)
+            .map(|policy| {
+                self.snapshot = policy.export_state(now);
+                i32::try_from(self.snapshot.len()).unwrap_or(i32::MAX)
+            });
+        self.finish(result)
+    }
+
+    /// The snapshot written by the last [`Exports::state_export`].
+    pub fn snapshot(&self) -> &[u8] {
+        &self.snapshot
+    }
+
+    /// `pacer_state_import`: `0`, or `-6` with nothing changed.
+    pub fn state_import(&mut self, snapshot: &[u8]) -> i32 {
+        let now = self.now();
+        let result = self
+            .policy
+            .as_mut()
+            .ok_or(Error::NotConfigured)
+            .and_then(|policy| policy.import_state(now, snapshot).map(|()| 0));
+        self.finish(result)
+    }
+
+    /// Records a failure for `pacer_last_error_*` and turns a result into its return value.
+    pub fn finish<T: From<i32>>(&mut self, result: Result<T, Error>) -> T {
+        match result {
+            Ok(value) => value,
+            Err(error) => self.fail(&error),
+        }
+    }
+
+    /// Records `error` as the last error and returns its code.
+    pub fn fail<T: From<i32>>(&mut self, error: &Error) -> T {
+        self.last_error = error.to_string();
+        T::from(error.code())
+    }
+
+    fn now(&mut self) -> Nanos {
+        host_time(self.host.now_ns())
+    }
+
+    fn read_memory(&mut self) -> MemoryReading {
+        MemoryReading::from_abi(self.host.memory_used(), self.host.memory_limit())
+    }
+
+    fn pressure_mut(&mut self) -> &mut Pressure {
+        match &mut self.policy {
+            Some(policy) => &mut policy.pressure,
+            None => &mut self.unconfigured_pressure,
+        }
+    }
+
+    /// The policy, the limiter's index and the time, after the first two checks.
+    fn with_limiter(&mut self, limiter: i32) -> Result<(&mut Policy, usize, Nanos), Error> {
+        let now = self.now();
+        let policy = self.policy.as_mut().ok_or(Error::NotConfigured)?;
+        let count = policy.config().limiters.len();
+        let index =
+            usize::try_from(limiter)
+                .ok()
+                .filter(|i| *i < count)
+                .ok_or(Error::UnknownLimiter {
+                    index: limiter.max(0) as usize,
+                    count,
+                })?;
+        Ok((policy, index, now))
+    }
+}
+
+/// Maps the host's signed clock onto `u64` preserving order, so any origin works.
+pub fn host_time(now_ns: i64) -> Nanos {
+    (now_ns as u64) ^ (1 << 63)
+}
+
+fn cost_arg(cost: i32) -> Result<u32, Error> {
+    u32::try_from(cost)
+        .ok()
+        .filter(|c| *c >= 1)
+        .ok_or(Error::bad_argument("cost", "must be at least 1"))
+}
+
+fn non_negative(value: i64, name: &'static str) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| Error::bad_argument(name, "must not be negative"))
+}
+
+fn clamp(ns: Nanos) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,171 @@
+//! The token bucket, kept as a GCRA "theoretical arrival time" in fixed-point ticks.
+//!
+//! The bucket holds `(now + capacity - tat) / interval` tokens, at most `burst`. Taking `n`
+//! tokens moves `tat` forward by `n` intervals; `reserve` may move it past `now + capacity`,
+//! which is debt. A caller arriving less than 1 ns after `tat` counts as on time, so a client
+//! that sleeps the (rounded-up) wait it was given loses nothing to rounding.
+
+use crate::clock::Nanos;
+use crate::error::Error;
+use crate::quota::{Quota, TICKS_PER_NS, Ticks, ceil_ns, ticks};
+
+/// The answer to "may I go now?": a normal value, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Decision {
+    /// Admitted: the tokens were taken.
+    Admit,
+    /// Not admitted, nothing taken: the same call succeeds after exactly this many ns.
+    Wait(Nanos),
+}
+
+impl Decision {
+    /// True when admitted.
+    pub fn is_admitted(self) -> bool {
+        self == Decision::Admit
+    }
+
+    /// The wait in nanoseconds, 0 when admitted.
+    pub fn wait_ns(self) -> Nanos {
+        match self {
+            Decision::Admit => 0,
+            Decision::Wait(ns) => ns,
+        }
+    }
+}
+
+/// One token bucket with an optional pause (from backoff or Retry-After).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limiter {
+    quota: Quota,
+    tat: Ticks,
+    paused_until: Nanos,
+}
+
+impl Limiter {
+    /// A bucket first touched at `now`, holding the quota's initial fill.
+    pub fn new(quota: Quota, now: Nanos) -> Self {
+        Limiter {
+            quota,
+            tat: ticks(now) + quota.initial_debt(),
+            paused_until: 0,
+        }
+    }
+
+    /// The quota this bucket enforces.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Admits `cost` tokens now, or says exactly how long until it would (taking nothing).
+    pub fn try_acquire(&mut self, now: Nanos, cost: u32) -> Result<Decision, Error> {
+        let (tat, wait) = self.schedule(now, cost)?;
+        if wait > 0 {
+            return Ok(Decision::Wait(wait));
+        }
+        self.tat = tat;
+        Ok(Decision::Admit)
+    }
+
+    /// The exact wait until `cost` tokens could be taken, without taking them.
+    pub fn wait_time(&self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
+        self.schedule(now, cost).map(|(_, wait)| wait)
+    }
+
+    /// Takes `cost` tokens now, going into debt if needed, and returns the ns to wait before
+    /// acting. Reservations mature in the order they were made, and never inside a pause.
+    pub fn reserve(&mut self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
+        let (tat, wait) = self.schedule(now, cost)?;
+        self.tat = tat;
+        Ok(wait)
+    }
+
+    /// Tokens available now × 1000, floored; negative while in debt.
+    pub fn available_milli(&self, now: Nanos) -> i64 {
+        let now = ticks(now);
+        let interval = self.quota.interval();
+        let ceiling = now.saturating_add(self.quota.capacity());
+        if self.tat <= ceiling {
+            let credit = (ceiling - self.tat).min(self.quota.capacity());
+            i64::try_from(mul_div_floor(credit, 1000, interval)).unwrap_or(i64::MAX)
+        } else {
+            let debt = self.tat - ceiling;
+            -i64::try_from(mul_div_ceil(debt, 1000, interval)).unwrap_or(i64::MAX)
+        }
+    }
+
+    /// Whole tokens available now (0 while in debt).
+    pub fn available(&self, now: Nanos) -> u32 {
+        u32::try_from(self.available_milli(now).max(0) / 1000).unwrap_or(u32::MAX)
+    }
+
+    /// Share of the burst in use, in parts per million (0 = full bucket, 1e6 = empty or in debt).
+    pub fn utilization_ppm(&self, now: Nanos) -> u32 {
+        let in_use = self
+            .tat
+            .saturating_sub(ticks(now))
+            .min(self.quota.capacity());
+        ratio_ppm(in_use, self.quota.capacity())
+    }
+
+    /// Pauses the bucket until `until`; a longer pause already in force stays.
+    pub fn pause_until(&mut self, until: Nanos) {
+        self.paused_until = self.paused_until.max(until);
+    }
+
+    /// When the current pause ends (in the past when there is none).
+    pub fn paused_until(&self) -> Nanos {
+        self.paused_until
+    }
+
+    /// True when the bucket is full and unpaused: a fresh bucket would grant no more.
+    pub fn is_idle(&self, now: Nanos) -> bool {
+        self.tat <= ticks(now) && self.paused_until <= now
+    }
+
+    /// Where `cost` tokens would put `tat`, and the whole-ns wait until they may be used.
+    fn schedule(&self, now: Nanos, cost: u32) -> Result<(Ticks, Nanos), Error> {
+        self.quota.check_cost(cost)?;
+        let now_ticks = ticks(now);
+        let on_time = now_ticks < self.tat.saturating_add(TICKS_PER_NS);
+        let start = if on_time { self.tat } else { now_ticks };
+        let tat = start.saturating_add(Ticks::from(cost) * self.quota.interval());
+        let ready = tat.saturating_sub(self.quota.capacity());
+        let bucket_wait = ceil_ns(ready.saturating_sub(now_ticks));
+        let pause_wait = self.paused_until.saturating_sub(now);
+        Ok((tat, bucket_wait.max(pause_wait)))
+    }
+
+    pub(crate) fn tat(&self) -> Ticks {
+        self.tat
+    }
+
+    pub(crate) fn restore(quota: Quota, tat: Ticks, paused_until: Nanos) -> Self {
+        Limiter {
+            quota,
+            tat,
+            paused_until,
+        }
+    }
+}
+
+/// `floor(x * m / d)` without overflow while `d * m < 2^128`.
+fn mul_div_floor(x: u128, m: u128, d: u128) -> u128 {
+    (x / d).saturating_mul(m) + (x % d) * m / d
+}
+
+/// `ceil(x * m / d)` under the same conditions as [`mul_div_floor`].
+fn mul_div_ceil(x: u128, m: u128, d: u128) -> u128 {
+    (x / d).saturating_mul(m) + ((x % d) * m).div_ceil(d)
+}
+
+/// `floor(part * 1e6 / whole)` for `part <= whole`, exact while `whole < 2^108`.
+pub(crate) fn ratio_ppm(part: Ticks, whole: Ticks) -> u32 {
+    if whole == 0 {
+        return 0;
+    }
+    // Shift both down so that `part * 1e6` cannot overflow; the ratio barely moves.
+    let shift = (128 - whole.leading_zeros()).saturating_sub(108);
+    let ppm = ((part >> shift) * 1_000_000) / (whole >> shift).max(1);
+    u32::try_from(ppm.min(1_000_000)).unwrap_or(1_000_000)
+}

@@ -1,0 +1,315 @@
+//! The combined decision: limiters, backoff, circuit, jitter and pressure behind one config.
+
+use alloc::vec::Vec;
+
+use crate::backoff::{BackoffSettings, Breaker, Outcome};
+use crate::clock::{HighWater, Nanos};
+use crate::config::Config;
+use crate::error::Error;
+use crate::jitter::Jitter;
+use crate::limiter::{Decision, Limiter};
+use crate::pressure::{Level, MemoryReading, Pressure};
+use crate::quota::Quota;
+use crate::random::Rng;
+
+/// What to do before the next operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Schedule {
+    /// A slot is reserved: sleep `delay` ns, then act.
+    Act {
+        /// Nanoseconds to sleep first.
+        delay: Nanos,
+    },
+    /// The circuit is open: nothing was reserved; ask again after `retry_in` ns.
+    CircuitOpen {
+        /// Nanoseconds until asking again can succeed.
+        retry_in: Nanos,
+    },
+}
+
+/// One limiter's state: its bucket (created when first touched) and its breaker.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub quota: Quota,
+    pub bucket: Option<Limiter>,
+    pub breaker: Breaker,
+}
+
+impl Slot {
+    fn new(quota: Quota) -> Self {
+        Slot {
+            quota,
+            bucket: None,
+            breaker: Breaker::default(),
+        }
+    }
+
+    /// The bucket, created with the initial fill if this is the first touch.
+    fn touch(&mut self, now: Nanos) -> &mut Limiter {
+        let quota = self.quota;
+        self.bucket.get_or_insert_with(|| Limiter::new(quota, now))
+    }
+}
+
+/// A complete pacing policy. Every method takes the current time from the caller; time that
+/// goes backwards is raised to the highest reading seen.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) config: Config,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) jitter: Jitter,
+    pub(crate) pressure: Pressure,
+    pub(crate) rng: Rng,
+    high_delay_ns: Nanos,
+    backoff: BackoffSettings,
+    clock: HighWater,
+}
+
+impl Policy {
+    /// A policy for `config`, seeded from `config.seed` or else from `getrandom`.
+    pub fn new(config: Config) -> Result<Policy, Error> {
+        Policy::with_entropy(config, || Rng::from_entropy().map(|rng| rng.state()))
+    }
+
+    /// A policy whose random sequence, when `config.seed` is absent, is seeded by `entropy`
+    /// (which is not called when a seed is present).
+    pub fn with_entropy(
+        config: Config,
+        entropy: impl FnOnce() -> Result<[u8; 32], Error>,
+    ) -> Result<Policy, Error> {
+        let compiled = config.compile()?;
+        let rng = match config.seed {
+            Some(seed) => Rng::from_seed(seed),
+            None => Rng::from_state(entropy()?),
+        };
+        Ok(Policy {
+            slots: compiled.quotas.into_iter().map(Slot::new).collect(),
+            jitter: compiled.jitter,
+            pressure: Pressure::new(compiled.thresholds),
+            rng,
+            high_delay_ns: compiled.high_delay_ns,
+            backoff: compiled.backoff,
+            clock: HighWater::default(),
+            config,
+        })
+    }
+
+    /// Replaces the config. Each limiter whose name, rate and burst are unchanged keeps all
+    /// its state; the pressure level carries over; decorrelated jitter starts again at base;
+    /// a seed restarts the random sequence. On error nothing changes.
+    pub fn reconfigure(&mut self, config: Config) -> Result<(), Error> {
+        self.reconfigure_with_entropy(config, || Rng::from_entropy().map(|rng| rng.state()))
+    }
+
+    /// [`Policy::reconfigure`], taking entropy from `entropy` if the new config drops its seed.
+    pub fn reconfigure_with_entropy(
+        &mut self,
+        config: Config,
+        entropy: impl FnOnce() -> Result<[u8; 32], Error>,
+    ) -> Result<(), Error> {
+        let had_seed = self.config.seed.is_some();
+        let mut next = Policy::with_entropy(config, || Ok([0; 32]))?;
+        if next.config.seed.is_none() {
+            next.rng = if had_seed {
+                Rng::from_state(entropy()?)
+            } else {
+                self.rng.clone()
+            };
+        }
+        for (slot, limiter) in next.slots.iter_mut().zip(&next.config.limiters) {
+            let kept = self
+                .config
+                .limiters
+                .iter()
+                .zip(&self.slots)
+                .find(|(old, old_slot)| {
+                    old.name == limiter.name
+                        && old.tokens_per_hour.to_bits() == limiter.tokens_per_hour.to_bits()
+                        && old_slot.quota.burst() == slot.quota.burst()
+                });
+            if let Some((_, old_slot)) = kept {
+                slot.bucket.clone_from(&old_slot.bucket);
+                slot.breaker = old_slot.breaker;
+            }
+        }
+        next.pressure.set_level(self.pressure.level());
+        next.clock = self.clock;
+        *self = next;
+        Ok(())
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The index of the limiter called `name`.
+    pub fn limiter_index(&self, name: &str) -> Option<usize> {
+        self.config
+            .limiters
+            .iter()
+            .position(|limiter| limiter.name == name)
+    }
+
+    /// Checks that `limiter` names a configured limiter.
+    pub fn check_limiter(&self, limiter: usize) -> Result<(), Error> {
+        self.slot_ref(limiter).map(|_| ())
+    }
+
+    /// Admits `cost` tokens now or says exactly how long until it would, honouring pauses.
+    pub fn try_acquire(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        cost: u32,
+    ) -> Result<Decision, Error> {
+        let now = self.clock.observe(now);
+        let slot = self.slot(limiter)?;
+        slot.quota.check_cost(cost)?;
+        slot.touch(now).try_acquire(now, cost)
+    }
+
+    /// Takes `cost` tokens (possibly into debt); returns the ns to wait before acting.
+    pub fn reserve(&mut self, now: Nanos, limiter: usize, cost: u32) -> Result<Nanos, Error> {
+        let now = self.clock.observe(now);
+        let slot = self.slot(limiter)?;
+        slot.quota.check_cost(cost)?;
+        slot.touch(now).reserve(now, cost)
+    }
+
+    /// Tokens available now × 1000, floored; negative while in debt.
+    pub fn available_milli(&mut self, now: Nanos, limiter: usize) -> Result<i64, Error> {
+        let now = self.clock.observe(now);
+        Ok(self.slot(limiter)?.touch(now).available_milli(now))
+    }
+
+    /// Feedback after an operation: `status` 0..=999 (0 = transport failure) and the
+    /// server's Retry-After, if any.
+    pub fn on_response(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        status: u16,
+        retry_after: Option<Nanos>,
+    ) -> Result<(), Error> {
+        let now = self.clock.observe(now);
+        self.slot_ref(limiter)?;
+        if status > 999 {
+            return Err(Error::bad_argument("status", "must be from 0 to 999"));
+        }
+        let Policy {
+            slots,
+            backoff,
+            rng,
+            ..
+        } = self;
+        let slot = &mut slots[limiter];
+        slot.touch(now);
+        let outcome = Outcome::of_status(status);
+        if let Some(until) = slot
+            .breaker
+            .on_response(now, outcome, retry_after, backoff, rng)
+        {
+            slot.touch(now).pause_until(until);
+        }
+        Ok(())
+    }
+
+    /// The one call before an operation: reserves `cost` tokens (after any pause) and returns
+    /// the wait plus jitter on `base_ns` plus the High-pressure delay, or `CircuitOpen`.
+    pub fn next_delay(
+        &mut self,
+        now: Nanos,
+        memory: MemoryReading,
+        limiter: usize,
+        cost: u32,
+        base_ns: Nanos,
+    ) -> Result<Schedule, Error> {
+        let now = self.clock.observe(now);
+        self.slot_ref(limiter)?.quota.check_cost(cost)?;
+        let level = self.pressure.observe(memory);
+        let Policy {
+            slots,
+            jitter,
+            rng,
+            backoff,
+            high_delay_ns,
+            ..
+        } = self;
+        let slot = &mut slots[limiter];
+        let retry_in = slot.breaker.retry_in(now);
+        if retry_in > 0 {
+            return Ok(Schedule::CircuitOpen { retry_in });
+        }
+        let bucket = slot.touch(now);
+        let wait = bucket.reserve(now, cost)?;
+        let spread = jitter.delay(rng, base_ns, bucket.utilization_ppm(now));
+        let pressure_delay = if level == Level::High {
+            *high_delay_ns
+        } else {
+            0
+        };
+        let delay = wait.saturating_add(spread).saturating_add(pressure_delay);
+        if slot.breaker.would_probe() {
+            slot.breaker
+                .probe_started(now.saturating_add(delay), backoff);
+        }
+        Ok(Schedule::Act { delay })
+    }
+
+    /// While the circuit refuses: ns until asking again can succeed; else 0.
+    pub fn retry_in(&mut self, now: Nanos, limiter: usize) -> Result<Nanos, Error> {
+        let now = self.clock.observe(now);
+        let slot = self.slot(limiter)?;
+        slot.touch(now);
+        Ok(slot.breaker.retry_in(now))
+    }
+
+    /// A delay by the configured jitter strategy; utilization in parts per million.
+    pub fn jitter(&mut self, base_ns: Nanos, utilization_ppm: u32) -> Nanos {
+        self.jitter.delay(&mut self.rng, base_ns, utilization_ppm)
+    }
+
+    /// Updates the pressure level from a fresh reading and returns it.
+    pub fn observe_memory(&mut self, memory: MemoryReading) -> Level {
+        self.pressure.observe(memory)
+    }
+
+    /// The pressure tracker (level, thresholds, pool target).
+    pub fn pressure(&self) -> &Pressure {
+        &self.pressure
+    }
+
+    /// A limiter's bucket, if it has been touched.
+    pub fn bucket(&self, limiter: usize) -> Option<&Limiter> {
+        self.slots
+            .get(limiter)
+            .and_then(|slot| slot.bucket.as_ref())
+    }
+
+    /// A limiter's breaker (failure count and circuit).
+    pub fn breaker(&self, limiter: usize) -> Option<&Breaker> {
+        self.slots.get(limiter).map(|slot| &slot.breaker)
+    }
+
+    pub(crate) fn observe_clock(&mut self, now: Nanos) -> Nanos {
+        self.clock.observe(now)
+    }
+
+    fn slot(&mut self, limiter: usize) -> Result<&mut Slot, Error> {
+        let count = self.slots.len();
+        self.slots.get_mut(limiter).ok_or(Error::UnknownLimiter {
+            index: limiter,
+            count,
+        })
+    }
+
+    fn slot_ref(&self, limiter: usize) -> Result<&Slot, Error> {
+        let count = self.slots.len();
+        self.slots.get(limiter).ok_or(Error::UnknownLimiter {
+            index: limiter,
+            count,
+        })
+    }
+}

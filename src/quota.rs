@@ -1,0 +1,161 @@
+//! A rate and a burst, validated once and turned into fixed-point time.
+//!
+//! Bucket time is kept in *ticks* of 2^-32 ns, so a fractional interval such as 1.5 ns or
+//! 3.6e12 / 7 ns costs no drift: at one token per ns the interval error is below 2.4e-10.
+
+use crate::error::{ConfigError, Error};
+
+/// Bucket time: nanoseconds × 2^32.
+pub(crate) type Ticks = u128;
+
+/// How many bits of a tick are below one nanosecond.
+const TICK_SHIFT: u32 = 32;
+/// One nanosecond in ticks.
+pub(crate) const TICKS_PER_NS: Ticks = 1 << TICK_SHIFT;
+
+/// Converts whole nanoseconds to ticks.
+pub(crate) fn ticks(ns: u64) -> Ticks {
+    Ticks::from(ns) << TICK_SHIFT
+}
+
+/// Converts ticks to whole nanoseconds, rounding up (a wait is never shortened).
+pub(crate) fn ceil_ns(t: Ticks) -> u64 {
+    let ns = t.div_ceil(TICKS_PER_NS);
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
+/// Nanoseconds in an hour.
+const NANOS_PER_HOUR: f64 = 3.6e12;
+/// The slowest rate accepted: about one token a year.
+pub const MIN_TOKENS_PER_HOUR: f64 = 0.0001;
+/// The fastest rate accepted: one token per nanosecond.
+pub const MAX_TOKENS_PER_HOUR: f64 = NANOS_PER_HOUR;
+/// The largest burst accepted (it must fit the ABI's `i32`).
+pub const MAX_BURST: u32 = i32::MAX as u32;
+/// The bucket's fill when first touched, as a fraction of burst, unless configured.
+pub const DEFAULT_INITIAL: f64 = 0.5;
+
+/// A validated rate limit: tokens per hour, bucket capacity, initial fill.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    tokens_per_hour: f64,
+    burst: u32,
+    initial: f64,
+    interval: Ticks,
+    capacity: Ticks,
+    initial_debt: Ticks,
+}
+
+impl Quota {
+    /// `tokens_per_hour` (0.0001 to 3.6e12, fractional allowed) with the default burst of one
+    /// minute's worth, `max(1, floor(tokens_per_hour / 60))`, starting half full.
+    pub fn per_hour(tokens_per_hour: f64) -> Result<Quota, ConfigError> {
+        if !(MIN_TOKENS_PER_HOUR..=MAX_TOKENS_PER_HOUR).contains(&tokens_per_hour) {
+            return Err(ConfigError::new(
+                "tokens_per_hour",
+                "must be a number from 0.0001 (about one a year) to 3.6e12 (one per ns)",
+            ));
+        }
+        Quota::build(
+            tokens_per_hour,
+            default_burst(tokens_per_hour),
+            DEFAULT_INITIAL,
+        )
+    }
+
+    /// The same rate with a bucket of `burst` tokens (1 to 2^31-1).
+    pub fn with_burst(self, burst: u32) -> Result<Quota, ConfigError> {
+        if !(1..=MAX_BURST).contains(&burst) {
+            return Err(ConfigError::new(
+                "burst",
+                "must be an integer from 1 to 2147483647",
+            ));
+        }
+        Quota::build(self.tokens_per_hour, burst, self.initial)
+    }
+
+    /// The same rate with `initial` (0 to 1) of the burst in the bucket when first touched.
+    pub fn with_initial(self, initial: f64) -> Result<Quota, ConfigError> {
+        if !(0.0..=1.0).contains(&initial) {
+            return Err(ConfigError::new(
+                "initial",
+                "must be a fraction from 0 to 1",
+            ));
+        }
+        Quota::build(self.tokens_per_hour, self.burst, initial)
+    }
+
+    fn build(tokens_per_hour: f64, burst: u32, initial: f64) -> Result<Quota, ConfigError> {
+        // Rounded to the nearest tick; the relative error is below 1e-16 for any valid rate.
+        let interval = (NANOS_PER_HOUR * TICKS_PER_NS as f64 / tokens_per_hour + 0.5) as Ticks;
+        let capacity = interval * Ticks::from(burst);
+        let initial_tokens = initial * f64::from(burst);
+        let whole = initial_tokens as Ticks;
+        let fraction = initial_tokens - whole as f64;
+        let initial_credit = whole * interval + (fraction * interval as f64 + 0.5) as Ticks;
+        Ok(Quota {
+            tokens_per_hour,
+            burst,
+            initial,
+            interval,
+            capacity,
+            initial_debt: capacity - initial_credit.min(capacity),
+        })
+    }
+
+    /// The configured rate.
+    pub fn tokens_per_hour(&self) -> f64 {
+        self.tokens_per_hour
+    }
+
+    /// The bucket's capacity in tokens.
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The fraction of burst in the bucket when first touched.
+    pub fn initial(&self) -> f64 {
+        self.initial
+    }
+
+    /// Nanoseconds between two tokens, rounded up to a whole nanosecond.
+    pub fn interval_ns(&self) -> u64 {
+        ceil_ns(self.interval)
+    }
+
+    /// Rejects a cost of 0 (bad argument) and one above burst (never admissible).
+    pub fn check_cost(&self, cost: u32) -> Result<(), Error> {
+        if cost == 0 {
+            return Err(Error::bad_argument("cost", "must be at least 1"));
+        }
+        if cost > self.burst {
+            return Err(Error::CostExceedsBurst {
+                cost: cost.into(),
+                burst: self.burst,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn interval(&self) -> Ticks {
+        self.interval
+    }
+
+    pub(crate) fn capacity(&self) -> Ticks {
+        self.capacity
+    }
+
+    pub(crate) fn initial_debt(&self) -> Ticks {
+        self.initial_debt
+    }
+}
+
+/// One minute's worth of tokens, at least 1 and at most [`MAX_BURST`].
+pub fn default_burst(tokens_per_hour: f64) -> u32 {
+    let per_minute = tokens_per_hour / 60.0;
+    if per_minute >= f64::from(MAX_BURST) {
+        MAX_BURST
+    } else {
+        (per_minute as u32).max(1)
+    }
+}

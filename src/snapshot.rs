@@ -1,0 +1,209 @@
+//! Versioned, checksummed snapshots of a policy's state, portable between processes.
+//!
+//! Layout (little-endian): `"PACR"`, version `u16`, limiter count `u32`; per limiter its
+//! identity (name length `u32`, name, `tokens_per_hour` bits `u64`, burst `u32`) and state
+//! (touched `u8`, bucket `tat` relative to now `i128` ticks, pause remaining `u64` ns,
+//! failures `u32`, circuit tag `u8` + remaining `u64` ns); the random state (32 bytes); the
+//! decorrelated jitter's previous delay (tag `u8` + `u64`); the pressure level `u8`; then a
+//! CRC-32 of everything before it. Times are relative to the exporter's clock at export.
+
+use alloc::vec::Vec;
+
+use crate::backoff::{Breaker, Circuit};
+use crate::clock::Nanos;
+use crate::error::Error;
+use crate::limiter::Limiter;
+use crate::policy::Policy;
+use crate::pressure::Level;
+use crate::quota::{TICKS_PER_NS, ticks};
+use crate::random::Rng;
+
+const MAGIC: &[u8; 4] = b"PACR";
+/// The snapshot format version this build writes and reads.
+pub const SNAPSHOT_VERSION: u16 = 1;
+
+impl Policy {
+    /// A snapshot of all state, with times relative to `now`.
+    pub fn export_state(&mut self, now: Nanos) -> Vec<u8> {
+        let now = self.observe_clock(now);
+        let now_ticks = ticks(now);
+        let mut out = Vec::with_capacity(64 + 64 * self.slots.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        put_u32(&mut out, self.slots.len() as u32);
+        for (slot, limiter) in self.slots.iter().zip(&self.config.limiters) {
+            put_u32(&mut out, limiter.name.len() as u32);
+            out.extend_from_slice(limiter.name.as_bytes());
+            out.extend_from_slice(&limiter.tokens_per_hour.to_bits().to_le_bytes());
+            put_u32(&mut out, slot.quota.burst());
+            let (touched, tat, pause) = match &slot.bucket {
+                None => (0u8, 0i128, 0u64),
+                Some(bucket) => {
+                    // Anything older than a full bucket (plus the 1 ns grace) decides the same.
+                    let floor = -((slot.quota.capacity() + TICKS_PER_NS) as i128);
+                    let tat = (bucket.tat() as i128 - now_ticks as i128).max(floor);
+                    (1, tat, bucket.paused_until().saturating_sub(now))
+                }
+            };
+            out.push(touched);
+            out.extend_from_slice(&tat.to_le_bytes());
+            out.extend_from_slice(&pause.to_le_bytes());
+            put_u32(&mut out, slot.breaker.failures());
+            let (tag, at) = match slot.breaker.circuit() {
+                Circuit::Closed => (0u8, 0),
+                Circuit::Open { until } => (1, until.saturating_sub(now)),
+                Circuit::Probing { deadline } => (2, deadline.saturating_sub(now)),
+            };
+            out.push(tag);
+            out.extend_from_slice(&at.to_le_bytes());
+        }
+        out.extend_from_slice(&self.rng.state());
+        match self.jitter.previous_ns() {
+            None => out.extend_from_slice(&[0; 9]),
+            Some(previous) => {
+                out.push(1);
+                out.extend_from_slice(&previous.to_le_bytes());
+            }
+        }
+        out.push(self.pressure.level() as u8);
+        let checksum = crc32fast::hash(&out);
+        put_u32(&mut out, checksum);
+        out
+    }
+
+    /// Restores a snapshot taken from a policy with the same limiters, re-basing its times on
+    /// `now`. A malformed, truncated, altered, foreign or other-version snapshot is refused
+    /// and nothing changes.
+    pub fn import_state(&mut self, now: Nanos, snapshot: &[u8]) -> Result<(), Error> {
+        let now = self.observe_clock(now);
+        let restored = self.decode(now, snapshot)?;
+        let (slots, rng, previous, level) = restored;
+        for (slot, (bucket, breaker)) in self.slots.iter_mut().zip(slots) {
+            slot.bucket = bucket;
+            slot.breaker = breaker;
+        }
+        self.rng = rng;
+        self.jitter.set_previous_ns(previous);
+        self.pressure.set_level(level);
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decode(
+        &self,
+        now: Nanos,
+        snapshot: &[u8],
+    ) -> Result<(Vec<(Option<Limiter>, Breaker)>, Rng, Option<Nanos>, Level), Error> {
+        let body_len = snapshot
+            .len()
+            .checked_sub(4)
+            .ok_or(Error::BadSnapshot("truncated"))?;
+        if !snapshot.starts_with(MAGIC) {
+            return Err(Error::BadSnapshot("not a pacer snapshot"));
+        }
+        let (body, checksum) = snapshot.split_at(body_len);
+        if crc32fast::hash(body).to_le_bytes() != checksum {
+            return Err(Error::BadSnapshot(
+                "checksum mismatch: truncated or altered",
+            ));
+        }
+        let mut r = Reader {
+            rest: &body[MAGIC.len()..],
+        };
+        if r.u16()? != SNAPSHOT_VERSION {
+            return Err(Error::BadSnapshot("unsupported version"));
+        }
+        if r.u32()? as usize != self.slots.len() {
+            return Err(Error::BadSnapshot("taken with other limiters"));
+        }
+        let now_ticks = ticks(now) as i128;
+        let mut slots = Vec::with_capacity(self.slots.len());
+        for (slot, limiter) in self.slots.iter().zip(&self.config.limiters) {
+            let name_len = r.u32()? as usize;
+            let same = r.bytes(name_len)? == limiter.name.as_bytes()
+                && r.u64()? == limiter.tokens_per_hour.to_bits()
+                && r.u32()? == slot.quota.burst();
+            if !same {
+                return Err(Error::BadSnapshot("taken with other limiters"));
+            }
+            let touched = r.flag()?;
+            let tat = r.i128()?;
+            let pause = r.u64()?;
+            let bucket = touched.then(|| {
+                let tat = u128::try_from(now_ticks.saturating_add(tat)).unwrap_or(0);
+                Limiter::restore(slot.quota, tat, now.saturating_add(pause))
+            });
+            let failures = r.u32()?;
+            let circuit = match (r.u8()?, now.saturating_add(r.u64()?)) {
+                (0, _) => Circuit::Closed,
+                (1, until) => Circuit::Open { until },
+                (2, deadline) => Circuit::Probing { deadline },
+                _ => return Err(Error::BadSnapshot("unknown circuit state")),
+            };
+            slots.push((bucket, Breaker::restore(failures, circuit)));
+        }
+        let rng = Rng::from_state(r.array()?);
+        let has_previous = r.flag()?;
+        let previous = r.u64()?;
+        let level =
+            Level::from_code(r.u8()?).ok_or(Error::BadSnapshot("unknown pressure level"))?;
+        if !r.rest.is_empty() {
+            return Err(Error::BadSnapshot("trailing bytes"));
+        }
+        Ok((slots, rng, has_previous.then_some(previous), level))
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Reads fixed-width fields, refusing to run past the end.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if n > self.rest.len() {
+            return Err(Error::BadSnapshot("truncated"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.bytes(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn flag(&mut self) -> Result<bool, Error> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Error::BadSnapshot("malformed flag")),
+        }
+    }
+
+    fn u16(&mut self) -> Result<u16, Error> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, Error> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, Error> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    fn i128(&mut self) -> Result<i128, Error> {
+        self.array().map(i128::from_le_bytes)
+    }
+}
