@@ -18,18 +18,27 @@ fn policy() -> Policy {
 }
 
 fn next_delay(policy: &mut Policy, now: u64) -> Schedule {
-    policy.next_delay(now, MemoryReading::default(), 0, 1, 0).expect("valid")
+    policy
+        .next_delay(now, MemoryReading::default(), 0, 1, 0)
+        .expect("valid")
 }
 
 #[test]
 fn retry_after_pauses_the_limiter_and_a_longer_pause_stays() {
     let mut policy = policy();
-    policy.on_response(T0, 0, 429, Some(5 * SECOND)).expect("valid");
+    policy
+        .on_response(T0, 0, 429, Some(5 * SECOND))
+        .expect("valid");
     assert_eq!(policy.try_acquire(T0, 0, 1), Ok(Decision::Wait(5 * SECOND)));
     policy.on_response(T0, 0, 503, Some(SECOND)).expect("valid");
-    assert_eq!(policy.try_acquire(T0 + SECOND, 0, 1), Ok(Decision::Wait(4 * SECOND)));
+    assert_eq!(
+        policy.try_acquire(T0 + SECOND, 0, 1),
+        Ok(Decision::Wait(4 * SECOND))
+    );
     // A success does not end a pause in force.
-    policy.on_response(T0 + SECOND, 0, 200, None).expect("valid");
+    policy
+        .on_response(T0 + SECOND, 0, 200, None)
+        .expect("valid");
     assert_eq!(policy.reserve(T0 + SECOND, 0, 1), Ok(4 * SECOND));
 }
 
@@ -62,7 +71,10 @@ fn backoff_grows_exponentially_with_full_jitter_and_is_capped() {
             policy.on_response(now, 0, 503, None).expect("valid");
             let ceiling = (SECOND << (failures - 1)).min(8 * SECOND);
             let pause = policy.bucket(0).map(|b| b.paused_until()).unwrap_or(0) - now;
-            assert!(pause <= ceiling, "pause {pause} above {ceiling} after {failures}");
+            assert!(
+                pause <= ceiling,
+                "pause {pause} above {ceiling} after {failures}"
+            );
             now += 9 * SECOND; // past any pause, so each draw is seen alone
         }
     }
@@ -74,21 +86,44 @@ fn the_circuit_opens_probes_and_closes() {
     for _ in 0..3 {
         policy.on_response(T0, 0, 0, Some(0)).expect("valid");
     }
-    assert_eq!(policy.breaker(0).map(|b| b.circuit()), Some(Circuit::Open { until: T0 + 10 * SECOND }));
-    assert_eq!(next_delay(&mut policy, T0 + SECOND), Schedule::CircuitOpen { retry_in: 9 * SECOND });
+    assert_eq!(
+        policy.breaker(0).map(|b| b.circuit()),
+        Some(Circuit::Open {
+            until: T0 + 10 * SECOND
+        })
+    );
+    assert_eq!(
+        next_delay(&mut policy, T0 + SECOND),
+        Schedule::CircuitOpen {
+            retry_in: 9 * SECOND
+        }
+    );
     assert_eq!(policy.retry_in(T0 + SECOND, 0), Ok(9 * SECOND));
     // Failures while open do not extend it.
-    policy.on_response(T0 + 5 * SECOND, 0, 503, Some(0)).expect("valid");
+    policy
+        .on_response(T0 + 5 * SECOND, 0, 503, Some(0))
+        .expect("valid");
     assert_eq!(policy.retry_in(T0 + 5 * SECOND, 0), Ok(5 * SECOND));
 
     // The first caller after open_ms is the probe; the rest wait for its answer.
     let probe_at = T0 + 10 * SECOND;
-    assert_eq!(next_delay(&mut policy, probe_at), Schedule::Act { delay: 0 });
-    assert_eq!(next_delay(&mut policy, probe_at), Schedule::CircuitOpen { retry_in: 10 * SECOND });
+    assert_eq!(
+        next_delay(&mut policy, probe_at),
+        Schedule::Act { delay: 0 }
+    );
+    assert_eq!(
+        next_delay(&mut policy, probe_at),
+        Schedule::CircuitOpen {
+            retry_in: 10 * SECOND
+        }
+    );
     // A success closes the circuit and resets the count.
     policy.on_response(probe_at, 0, 200, None).expect("valid");
     assert_eq!(policy.retry_in(probe_at, 0), Ok(0));
-    assert!(matches!(next_delay(&mut policy, probe_at), Schedule::Act { .. }));
+    assert!(matches!(
+        next_delay(&mut policy, probe_at),
+        Schedule::Act { .. }
+    ));
     assert_eq!(policy.breaker(0).map(|b| b.failures()), Some(0));
 }
 
@@ -99,9 +134,18 @@ fn a_failed_probe_reopens_and_an_unanswered_one_is_replaced() {
         policy.on_response(T0, 0, 503, Some(0)).expect("valid");
     }
     let probe_at = T0 + 10 * SECOND;
-    assert_eq!(next_delay(&mut policy, probe_at), Schedule::Act { delay: 0 });
-    policy.on_response(probe_at + SECOND, 0, 503, Some(0)).expect("valid");
-    assert_eq!(policy.retry_in(probe_at + SECOND, 0), Ok(10 * SECOND), "re-opened from the failure");
+    assert_eq!(
+        next_delay(&mut policy, probe_at),
+        Schedule::Act { delay: 0 }
+    );
+    policy
+        .on_response(probe_at + SECOND, 0, 503, Some(0))
+        .expect("valid");
+    assert_eq!(
+        policy.retry_in(probe_at + SECOND, 0),
+        Ok(10 * SECOND),
+        "re-opened from the failure"
+    );
 
     // The next probe gets a delay (a reserved slot in debt); its timeout counts from when it acts.
     let second_probe = probe_at + 11 * SECOND;
@@ -113,6 +157,12 @@ fn a_failed_probe_reopens_and_an_unanswered_one_is_replaced() {
     };
     assert!(delay > 0);
     let deadline = second_probe + delay + 10 * SECOND;
-    assert_eq!(next_delay(&mut policy, deadline - 1), Schedule::CircuitOpen { retry_in: 1 });
-    assert!(matches!(next_delay(&mut policy, deadline), Schedule::Act { .. }), "a new probe");
+    assert_eq!(
+        next_delay(&mut policy, deadline - 1),
+        Schedule::CircuitOpen { retry_in: 1 }
+    );
+    assert!(
+        matches!(next_delay(&mut policy, deadline), Schedule::Act { .. }),
+        "a new probe"
+    );
 }

@@ -13,9 +13,18 @@ fn only_limiters_are_required_and_defaults_match_the_guide() {
     assert_eq!(config.jitter.strategy, Strategy::Adaptive);
     assert_eq!(config.jitter.max_ms, 3000);
     assert_eq!((config.pressure.medium, config.pressure.high), (0.70, 0.85));
-    assert_eq!((config.backoff.base_ms, config.backoff.max_ms), (1000, 300_000));
-    assert_eq!((config.backoff.failure_threshold, config.backoff.open_ms), (5, 30_000));
-    assert_eq!((config.pool.max_buffers, config.pool.buffer_size), (20, 81_920));
+    assert_eq!(
+        (config.backoff.base_ms, config.backoff.max_ms),
+        (1000, 300_000)
+    );
+    assert_eq!(
+        (config.backoff.failure_threshold, config.backoff.open_ms),
+        (5, 30_000)
+    );
+    assert_eq!(
+        (config.pool.max_buffers, config.pool.buffer_size),
+        (20, 81_920)
+    );
 }
 
 #[test]
@@ -48,43 +57,136 @@ const INVALID: &[(&str, &str)] = &[
     ("", "invalid JSON"),
     ("[]", "must be an object"),
     ("{}", "limiters: is required"),
-    (r#"{"limiters":[]}"#, "limiters: must list at least one limiter"),
+    (
+        r#"{"limiters":[]}"#,
+        "limiters: must list at least one limiter",
+    ),
     (r#"{"limiters":{}}"#, "limiters: must be an array"),
-    (r#"{"limiters":[{"tokens_per_hour":1}]}"#, "limiters[0].name: is required"),
-    (r#"{"limiters":[{"name":"","tokens_per_hour":1}]}"#, "limiters[0].name: must not be empty"),
-    (r#"{"limiters":[{"name":7,"tokens_per_hour":1}]}"#, "limiters[0].name: must be a string"),
-    (r#"{"limiters":[{"name":"a"}]}"#, "limiters[0].tokens_per_hour: is required"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":"9"}]}"#, "limiters[0].tokens_per_hour: must be a number"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":0}]}"#, "limiters[0].tokens_per_hour: must be a number from 0.0001"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":4e12}]}"#, "limiters[0].tokens_per_hour: must be a number from 0.0001"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1,"burst":0}]}"#, "limiters[0].burst: must be an integer from 1 to 2147483647"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1,"burst":2.5}]}"#, "limiters[0].burst: must be an integer"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1,"burst":2147483648}]}"#, "limiters[0].burst: must be an integer"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1,"initial":1.5}]}"#, "limiters[0].initial: must be a fraction"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1,"rate":1}]}"#, "limiters[0].rate: unknown field"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1},{"name":"b","tokens_per_hour":1},{"name":"a","tokens_per_hour":2}]}"#, "limiters[2].name: \"a\" is already the name of limiters[0]"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"seed":-1}"#, "seed: must be an integer from 0 to 9007199254740992"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"seed":9007199254740993}"#, "seed: must be an integer"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"frobnicate":1}"#, "frobnicate: unknown field"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"jitter":{"strategy":"wild"}}"#, "jitter.strategy: must be one of adaptive"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"jitter":{"max_ms":-5}}"#, "jitter.max_ms: must be an integer"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"jitter":[]}"#, "jitter: must be an object"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"medium":0.9}}"#, "pressure.high: must be above medium"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"medium":0}}"#, "pressure.medium: must be a fraction"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"hysteresis":0.8}}"#, "pressure.hysteresis: must be at least 0 and below medium"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"high_delay_ms":0.5}}"#, "pressure.high_delay_ms: must be an integer"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"backoff":{"base_ms":10,"max_ms":5}}"#, "backoff.max_ms: must be at least backoff.base_ms"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"backoff":{"failure_threshold":0}}"#, "backoff.failure_threshold: must be at least 1"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"backoff":{"open_ms":"1s"}}"#, "backoff.open_ms: must be an integer"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pool":{"buffer_size":0}}"#, "pool.buffer_size: must be at least 1"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pool":{"max_buffers":-1}}"#, "pool.max_buffers: must be an integer"),
-    (r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pool":{"size":1}}"#, "pool.size: unknown field"),
+    (
+        r#"{"limiters":[{"tokens_per_hour":1}]}"#,
+        "limiters[0].name: is required",
+    ),
+    (
+        r#"{"limiters":[{"name":"","tokens_per_hour":1}]}"#,
+        "limiters[0].name: must not be empty",
+    ),
+    (
+        r#"{"limiters":[{"name":7,"tokens_per_hour":1}]}"#,
+        "limiters[0].name: must be a string",
+    ),
+    (
+        r#"{"limiters":[{"name":"a"}]}"#,
+        "limiters[0].tokens_per_hour: is required",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":"9"}]}"#,
+        "limiters[0].tokens_per_hour: must be a number",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":0}]}"#,
+        "limiters[0].tokens_per_hour: must be a number from 0.0001",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":4e12}]}"#,
+        "limiters[0].tokens_per_hour: must be a number from 0.0001",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1,"burst":0}]}"#,
+        "limiters[0].burst: must be an integer from 1 to 2147483647",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1,"burst":2.5}]}"#,
+        "limiters[0].burst: must be an integer",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1,"burst":2147483648}]}"#,
+        "limiters[0].burst: must be an integer",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1,"initial":1.5}]}"#,
+        "limiters[0].initial: must be a fraction",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1,"rate":1}]}"#,
+        "limiters[0].rate: unknown field",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1},{"name":"b","tokens_per_hour":1},{"name":"a","tokens_per_hour":2}]}"#,
+        "limiters[2].name: \"a\" is already the name of limiters[0]",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"seed":-1}"#,
+        "seed: must be an integer from 0 to 9007199254740992",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"seed":9007199254740993}"#,
+        "seed: must be an integer",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"frobnicate":1}"#,
+        "frobnicate: unknown field",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"jitter":{"strategy":"wild"}}"#,
+        "jitter.strategy: must be one of adaptive",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"jitter":{"max_ms":-5}}"#,
+        "jitter.max_ms: must be an integer",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"jitter":[]}"#,
+        "jitter: must be an object",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"medium":0.9}}"#,
+        "pressure.high: must be above medium",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"medium":0}}"#,
+        "pressure.medium: must be a fraction",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"hysteresis":0.8}}"#,
+        "pressure.hysteresis: must be at least 0 and below medium",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pressure":{"high_delay_ms":0.5}}"#,
+        "pressure.high_delay_ms: must be an integer",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"backoff":{"base_ms":10,"max_ms":5}}"#,
+        "backoff.max_ms: must be at least backoff.base_ms",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"backoff":{"failure_threshold":0}}"#,
+        "backoff.failure_threshold: must be at least 1",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"backoff":{"open_ms":"1s"}}"#,
+        "backoff.open_ms: must be an integer",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pool":{"buffer_size":0}}"#,
+        "pool.buffer_size: must be at least 1",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pool":{"max_buffers":-1}}"#,
+        "pool.max_buffers: must be an integer",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pool":{"size":1}}"#,
+        "pool.size: unknown field",
+    ),
 ];
 
 #[test]
 fn each_invalid_field_yields_an_error_naming_it() {
     for (json, expected) in INVALID {
         let error = Config::from_json(json).expect_err(json).to_string();
-        assert!(error.starts_with(expected), "{json}\n  gave: {error}\n  want: {expected}…");
+        assert!(
+            error.starts_with(expected),
+            "{json}\n  gave: {error}\n  want: {expected}…"
+        );
     }
 }

@@ -8,11 +8,20 @@ use proptest::prelude::*;
 fn adaptive_spreads_with_utilization_and_none_is_exact() {
     let mut rng = Rng::from_seed(7);
     let mut jitter = Jitter::new(Strategy::Adaptive, 3_000_000_000);
-    assert_eq!(jitter.delay(&mut rng, 500, 0), 500, "idle limiter: no spread");
-    let busy: Vec<u64> = (0..1000).map(|_| jitter.delay(&mut rng, 500, PPM)).collect();
+    assert_eq!(
+        jitter.delay(&mut rng, 500, 0),
+        500,
+        "idle limiter: no spread"
+    );
+    let busy: Vec<u64> = (0..1000)
+        .map(|_| jitter.delay(&mut rng, 500, PPM))
+        .collect();
     assert!(busy.iter().all(|d| (500..3_000_000_500).contains(d)));
     let mean = busy.iter().sum::<u64>() as f64 / busy.len() as f64;
-    assert!((mean - 1.5e9).abs() < 1.5e8, "mean {mean} should be near max / 2");
+    assert!(
+        (mean - 1.5e9).abs() < 1.5e8,
+        "mean {mean} should be near max / 2"
+    );
     let mut none = Jitter::new(Strategy::None, 3_000_000_000);
     assert_eq!(none.delay(&mut rng, 123, PPM), 123);
 }
@@ -22,7 +31,9 @@ fn a_seed_reproduces_the_sequence() {
     let draw = |seed| {
         let mut rng = Rng::from_seed(seed);
         let mut jitter = Jitter::new(Strategy::Full, 0);
-        (0..5).map(|_| jitter.delay(&mut rng, 1_000_000, 0)).collect::<Vec<_>>()
+        (0..5)
+            .map(|_| jitter.delay(&mut rng, 1_000_000, 0))
+            .collect::<Vec<_>>()
     };
     assert_eq!(draw(7), draw(7));
     assert_ne!(draw(7), draw(8));
@@ -33,7 +44,10 @@ fn decorrelated_grows_from_base_and_restarts() {
     let mut rng = Rng::from_seed(1);
     let mut jitter = Jitter::new(Strategy::Decorrelated, 1_000_000);
     let delays: Vec<u64> = (0..50).map(|_| jitter.delay(&mut rng, 100, 0)).collect();
-    assert!(delays.iter().any(|&d| d > 300), "grows past 3 × base: {delays:?}");
+    assert!(
+        delays.iter().any(|&d| d > 300),
+        "grows past 3 × base: {delays:?}"
+    );
     jitter.restart();
     assert!(jitter.delay(&mut rng, 100, 0) <= 300, "restarts at base");
 }

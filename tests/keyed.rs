@@ -10,7 +10,9 @@ use std::collections::HashMap;
 const SECOND: u64 = 1_000_000_000;
 
 fn per_second(burst: u32) -> Quota {
-    Quota::per_hour(3600.0).and_then(|q| q.with_burst(burst)).expect("valid quota")
+    Quota::per_hour(3600.0)
+        .and_then(|q| q.with_burst(burst))
+        .expect("valid quota")
 }
 
 #[test]
@@ -40,7 +42,10 @@ fn a_new_key_at_the_bound_evicts_idle_buckets_or_is_refused() {
     let mut keyed = KeyedLimiter::new(per_second(2), 2);
     let _ = keyed.try_acquire(&1, 0, 1);
     let _ = keyed.try_acquire(&2, 0, 1);
-    assert_eq!(keyed.try_acquire(&3, 0, 1), Err(Error::KeyLimit { max_keys: 2 }));
+    assert_eq!(
+        keyed.try_acquire(&3, 0, 1),
+        Err(Error::KeyLimit { max_keys: 2 })
+    );
     assert_eq!(keyed.len(), 2, "a refused key leaves no bucket behind");
     // After a second both buckets are full: the new key evicts them.
     assert_eq!(keyed.try_acquire(&3, 2 * SECOND, 1), Ok(Decision::Admit));

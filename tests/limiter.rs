@@ -9,7 +9,9 @@ use proptest::prelude::*;
 const SECOND: u64 = 1_000_000_000;
 
 fn quota(tokens_per_hour: f64, burst: u32) -> Quota {
-    Quota::per_hour(tokens_per_hour).and_then(|q| q.with_burst(burst)).expect("valid quota")
+    Quota::per_hour(tokens_per_hour)
+        .and_then(|q| q.with_burst(burst))
+        .expect("valid quota")
 }
 
 #[test]
@@ -20,10 +22,21 @@ fn starts_half_full_and_keeps_the_fraction() {
     assert_eq!(limiter.available_milli(clock.now()), 1500);
     assert_eq!(limiter.try_acquire(clock.now(), 1), Ok(Decision::Admit));
     assert_eq!(limiter.available_milli(clock.now()), 500);
-    assert_eq!(limiter.try_acquire(clock.now(), 1), Ok(Decision::Wait(20 * SECOND)));
-    assert_eq!(limiter.try_acquire(clock.now(), 2), Ok(Decision::Wait(60 * SECOND)));
+    assert_eq!(
+        limiter.try_acquire(clock.now(), 1),
+        Ok(Decision::Wait(20 * SECOND))
+    );
+    assert_eq!(
+        limiter.try_acquire(clock.now(), 2),
+        Ok(Decision::Wait(60 * SECOND))
+    );
     clock.advance(20 * SECOND - 1);
-    assert!(!limiter.try_acquire(clock.now(), 1).expect("valid").is_admitted());
+    assert!(
+        !limiter
+            .try_acquire(clock.now(), 1)
+            .expect("valid")
+            .is_admitted()
+    );
     clock.advance(1);
     assert_eq!(limiter.try_acquire(clock.now(), 1), Ok(Decision::Admit));
 }
@@ -33,7 +46,10 @@ fn default_burst_is_one_minute_and_never_below_one() {
     assert_eq!(Quota::per_hour(90.0).expect("valid").burst(), 1);
     assert_eq!(Quota::per_hour(3600.0).expect("valid").burst(), 60);
     assert_eq!(Quota::per_hour(0.0001).expect("valid").burst(), 1);
-    assert_eq!(Quota::per_hour(3.6e12).expect("valid").burst(), i32::MAX as u32);
+    assert_eq!(
+        Quota::per_hour(3.6e12).expect("valid").burst(),
+        i32::MAX as u32
+    );
 }
 
 #[test]
@@ -42,8 +58,15 @@ fn cost_above_burst_is_an_error_never_a_wait() {
     let expected = Err(Error::CostExceedsBurst { cost: 3, burst: 2 });
     assert_eq!(limiter.try_acquire(0, 3), expected);
     assert_eq!(limiter.reserve(0, 3), expected.map(|_| 0));
-    assert!(matches!(limiter.try_acquire(0, 0), Err(Error::BadArgument { name: "cost", .. })));
-    assert_eq!(limiter.available_milli(0), 1000, "failed calls take nothing");
+    assert!(matches!(
+        limiter.try_acquire(0, 0),
+        Err(Error::BadArgument { name: "cost", .. })
+    ));
+    assert_eq!(
+        limiter.available_milli(0),
+        1000,
+        "failed calls take nothing"
+    );
 }
 
 #[test]
@@ -63,7 +86,10 @@ fn pauses_hold_back_every_kind_of_call() {
     let mut limiter = Limiter::new(quota(3600.0, 10), 0);
     limiter.pause_until(5 * SECOND);
     limiter.pause_until(3 * SECOND); // a shorter pause does not cut the longer one
-    assert_eq!(limiter.try_acquire(SECOND, 1), Ok(Decision::Wait(4 * SECOND)));
+    assert_eq!(
+        limiter.try_acquire(SECOND, 1),
+        Ok(Decision::Wait(4 * SECOND))
+    );
     assert_eq!(limiter.reserve(SECOND, 1), Ok(4 * SECOND));
     assert_eq!(limiter.try_acquire(5 * SECOND, 1), Ok(Decision::Admit));
 }
@@ -71,13 +97,21 @@ fn pauses_hold_back_every_kind_of_call() {
 #[test]
 fn extreme_rates_neither_overflow_nor_stall() {
     // About one token a year, burst 1, starting empty: the wait is the whole interval.
-    let slow = Quota::per_hour(0.0001).and_then(|q| q.with_initial(0.0)).expect("valid");
+    let slow = Quota::per_hour(0.0001)
+        .and_then(|q| q.with_initial(0.0))
+        .expect("valid");
     let mut limiter = Limiter::new(slow, u64::MAX / 2);
-    assert_eq!(limiter.try_acquire(u64::MAX / 2, 1), Ok(Decision::Wait(36_000_000_000_000_000)));
+    assert_eq!(
+        limiter.try_acquire(u64::MAX / 2, 1),
+        Ok(Decision::Wait(36_000_000_000_000_000))
+    );
     // One token per ns with the largest burst, at the end of time.
     let fast = Quota::per_hour(3.6e12).expect("valid");
     let mut limiter = Limiter::new(fast, u64::MAX - 10);
-    assert_eq!(limiter.try_acquire(u64::MAX - 10, fast.burst() / 2), Ok(Decision::Admit));
+    assert_eq!(
+        limiter.try_acquire(u64::MAX - 10, fast.burst() / 2),
+        Ok(Decision::Admit)
+    );
     for _ in 0..1000 {
         let _ = limiter.reserve(u64::MAX, fast.burst());
     }

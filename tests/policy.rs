@@ -1,7 +1,7 @@
 //! The combined decision, reconfiguration, and state snapshots.
 
-use pacer::{Config, Decision, Error, Level, LimiterConfig, MemoryReading, Policy, Schedule};
 use pacer::Strategy as Jitter;
+use pacer::{Config, Decision, Error, Level, LimiterConfig, MemoryReading, Policy, Schedule};
 use proptest::prelude::*;
 
 const MS: u64 = 1_000_000;
@@ -28,9 +28,18 @@ fn next_delay_is_the_reservation_wait_plus_jitter_plus_pressure_delay() {
     let go = |delay| Schedule::Act { delay };
     // 1.5 tokens: the first goes now, the second after 20 s, the third 40 s later.
     assert_eq!(policy.next_delay(T0, memory(0.1), 0, 1, 0), Ok(go(0)));
-    assert_eq!(policy.next_delay(T0, memory(0.1), 0, 1, 0), Ok(go(20 * SECOND)));
-    assert_eq!(policy.next_delay(T0, memory(0.1), 0, 1, 250 * MS), Ok(go(60 * SECOND + 250 * MS)));
-    assert_eq!(policy.next_delay(T0, memory(0.9), 0, 1, 0), Ok(go(100 * SECOND + SECOND)));
+    assert_eq!(
+        policy.next_delay(T0, memory(0.1), 0, 1, 0),
+        Ok(go(20 * SECOND))
+    );
+    assert_eq!(
+        policy.next_delay(T0, memory(0.1), 0, 1, 250 * MS),
+        Ok(go(60 * SECOND + 250 * MS))
+    );
+    assert_eq!(
+        policy.next_delay(T0, memory(0.9), 0, 1, 0),
+        Ok(go(100 * SECOND + SECOND))
+    );
     assert_eq!(policy.pressure().level(), Level::High);
 }
 
@@ -48,19 +57,39 @@ fn adaptive_jitter_grows_with_the_limiter_utilization() {
     assert!(delay(&mut policy) < 5 * MS);
     let _ = policy.reserve(T0, 1, 599);
     let late: Vec<u64> = (0..200).map(|_| delay(&mut policy)).collect();
-    let spread: Vec<u64> = late.iter().enumerate().map(|(i, d)| d - (i as u64 + 1) * 100 * MS).collect();
+    let spread: Vec<u64> = late
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d - (i as u64 + 1) * 100 * MS)
+        .collect();
     assert!(spread.iter().all(|&s| s < 3 * SECOND));
     let mean = spread.iter().sum::<u64>() / 200;
-    assert!(mean > SECOND && mean < 2 * SECOND, "mean spread {mean} should be near 1.5 s");
+    assert!(
+        mean > SECOND && mean < 2 * SECOND,
+        "mean spread {mean} should be near 1.5 s"
+    );
 }
 
 #[test]
 fn errors_change_nothing_and_follow_the_contract_order() {
     let mut policy = Policy::new(config(1)).expect("valid");
-    assert!(matches!(policy.try_acquire(T0, 2, 0), Err(Error::UnknownLimiter { index: 2, count: 2 })));
-    assert!(matches!(policy.try_acquire(T0, 0, 0), Err(Error::BadArgument { name: "cost", .. })));
-    assert!(matches!(policy.next_delay(T0, memory(0.9), 0, 4, 0), Err(Error::CostExceedsBurst { .. })));
-    assert_eq!(policy.pressure().level(), Level::Low, "a failed call reads nothing");
+    assert!(matches!(
+        policy.try_acquire(T0, 2, 0),
+        Err(Error::UnknownLimiter { index: 2, count: 2 })
+    ));
+    assert!(matches!(
+        policy.try_acquire(T0, 0, 0),
+        Err(Error::BadArgument { name: "cost", .. })
+    ));
+    assert!(matches!(
+        policy.next_delay(T0, memory(0.9), 0, 4, 0),
+        Err(Error::CostExceedsBurst { .. })
+    ));
+    assert_eq!(
+        policy.pressure().level(),
+        Level::Low,
+        "a failed call reads nothing"
+    );
     assert!(policy.bucket(0).is_none(), "a failed call touches nothing");
 }
 
@@ -69,14 +98,23 @@ fn reconfigure_keeps_the_state_of_unchanged_limiters() {
     let mut policy = Policy::new(config(1)).expect("valid");
     let _ = policy.reserve(T0, 0, 3);
     let _ = policy.reserve(T0, 1, 300);
-    policy.on_response(T0, 0, 503, Some(200 * SECOND)).expect("valid");
+    policy
+        .on_response(T0, 0, 503, Some(200 * SECOND))
+        .expect("valid");
     let mut next = config(1);
     next.limiters[1].tokens_per_hour = 72_000.0;
     next.limiters[0].initial = 1.0; // only applies to untouched buckets
     policy.reconfigure(next).expect("valid");
-    assert_eq!(policy.try_acquire(T0, 0, 1), Ok(Decision::Wait(200 * SECOND)), "pause kept");
+    assert_eq!(
+        policy.try_acquire(T0, 0, 1),
+        Ok(Decision::Wait(200 * SECOND)),
+        "pause kept"
+    );
     assert_eq!(policy.breaker(0).map(|b| b.failures()), Some(1));
-    assert!(policy.bucket(1).is_none(), "the changed limiter starts afresh");
+    assert!(
+        policy.bucket(1).is_none(),
+        "the changed limiter starts afresh"
+    );
     // A bad config changes nothing.
     let mut bad = config(1);
     bad.limiters[0].tokens_per_hour = 0.0;
@@ -88,8 +126,15 @@ fn reconfigure_keeps_the_state_of_unchanged_limiters() {
 fn time_never_goes_back_inside() {
     let mut policy = Policy::new(config(1)).expect("valid");
     assert_eq!(policy.try_acquire(T0, 0, 1), Ok(Decision::Admit));
-    assert_eq!(policy.try_acquire(T0 + 20 * SECOND, 0, 1), Ok(Decision::Admit));
-    assert_eq!(policy.try_acquire(T0, 0, 1), Ok(Decision::Wait(40 * SECOND)), "read as T0 + 20 s");
+    assert_eq!(
+        policy.try_acquire(T0 + 20 * SECOND, 0, 1),
+        Ok(Decision::Admit)
+    );
+    assert_eq!(
+        policy.try_acquire(T0, 0, 1),
+        Ok(Decision::Wait(40 * SECOND)),
+        "read as T0 + 20 s"
+    );
 }
 
 #[test]
@@ -104,23 +149,35 @@ fn snapshots_refuse_every_alteration_and_change_nothing() {
         for bit in [0x01, 0x80] {
             let mut altered = snapshot.clone();
             altered[i] ^= bit;
-            assert!(matches!(fresh.import_state(T0, &altered), Err(Error::BadSnapshot(_))), "byte {i}");
+            assert!(
+                matches!(fresh.import_state(T0, &altered), Err(Error::BadSnapshot(_))),
+                "byte {i}"
+            );
         }
     }
     for len in 0..snapshot.len() {
-        assert!(fresh.import_state(T0, &snapshot[..len]).is_err(), "truncated to {len}");
+        assert!(
+            fresh.import_state(T0, &snapshot[..len]).is_err(),
+            "truncated to {len}"
+        );
     }
     // Another version, with a valid checksum.
     let mut other_version = snapshot[..snapshot.len() - 4].to_vec();
     other_version[4] = 2;
     let checksum = crc32fast::hash(&other_version);
     other_version.extend_from_slice(&checksum.to_le_bytes());
-    assert_eq!(fresh.import_state(T0, &other_version), Err(Error::BadSnapshot("unsupported version")));
+    assert_eq!(
+        fresh.import_state(T0, &other_version),
+        Err(Error::BadSnapshot("unsupported version"))
+    );
     // Other limiters.
     let mut other = config(9);
     other.limiters[0].burst = Some(4);
     let mut other = Policy::new(other).expect("valid");
-    assert_eq!(other.import_state(T0, &snapshot), Err(Error::BadSnapshot("taken with other limiters")));
+    assert_eq!(
+        other.import_state(T0, &snapshot),
+        Err(Error::BadSnapshot("taken with other limiters"))
+    );
     assert_eq!(fresh.export_state(T0), untouched, "nothing changed");
     assert_eq!(fresh.import_state(T0, &snapshot), Ok(()));
 }
@@ -143,9 +200,18 @@ fn any_op() -> impl Strategy<Value = Op> {
         (0u64..120_000).prop_map(|ms| Op::Advance(ms * MS)),
         (0usize..2, 1u32..4).prop_map(|(l, c)| Op::TryAcquire(l, c)),
         (0usize..2, 1u32..4).prop_map(|(l, c)| Op::Reserve(l, c)),
-        (0usize..2, prop::sample::select(vec![0u16, 200, 404, 429, 503]), prop::option::of(0u64..90))
+        (
+            0usize..2,
+            prop::sample::select(vec![0u16, 200, 404, 429, 503]),
+            prop::option::of(0u64..90)
+        )
             .prop_map(|(l, s, r)| Op::Respond(l, s, r.map(|s| s * SECOND))),
-        (0usize..2, 1u32..4, 0u64..5_000, 0u8..10).prop_map(|(l, c, b, m)| Op::NextDelay(l, c, b * MS, m)),
+        (0usize..2, 1u32..4, 0u64..5_000, 0u8..10).prop_map(|(l, c, b, m)| Op::NextDelay(
+            l,
+            c,
+            b * MS,
+            m
+        )),
         (0u64..5_000, 0u32..=1_000_000).prop_map(|(b, u)| Op::Jitter(b * MS, u)),
         (0usize..2).prop_map(Op::Available),
         (0usize..2).prop_map(Op::RetryIn),
@@ -166,7 +232,10 @@ fn run(policy: &mut Policy, start: u64, ops: &[Op]) -> (Vec<String>, u64) {
             Op::Reserve(l, c) => format!("{:?}", policy.reserve(now, l, c)),
             Op::Respond(l, s, r) => format!("{:?}", policy.on_response(now, l, s, r)),
             Op::NextDelay(l, c, b, m) => {
-                format!("{:?}", policy.next_delay(now, memory(f64::from(m) / 10.0), l, c, b))
+                format!(
+                    "{:?}",
+                    policy.next_delay(now, memory(f64::from(m) / 10.0), l, c, b)
+                )
             }
             Op::Jitter(b, u) => format!("{:?}", policy.jitter(b, u)),
             Op::Available(l) => format!("{:?}", policy.available_milli(now, l)),

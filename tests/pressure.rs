@@ -12,7 +12,10 @@ fn reading(ratio: f64) -> MemoryReading {
 #[test]
 fn levels_follow_the_ratio_of_used_to_limit() {
     let mut pressure = Pressure::default();
-    assert_eq!(pressure.observe(MemoryReading::new(GIB, 4 * GIB)), Level::Low);
+    assert_eq!(
+        pressure.observe(MemoryReading::new(GIB, 4 * GIB)),
+        Level::Low
+    );
     assert_eq!(pressure.observe(reading(0.70)), Level::Medium);
     assert_eq!(pressure.observe(reading(0.85)), Level::High);
     assert!(pressure.should_throttle());
@@ -31,19 +34,34 @@ fn levels_follow_the_ratio_of_used_to_limit() {
 fn an_unknown_reading_is_low() {
     let mut pressure = Pressure::default();
     assert_eq!(pressure.observe(reading(0.95)), Level::High);
-    assert_eq!(pressure.observe(MemoryReading::from_abi(-1, 100)), Level::Low);
+    assert_eq!(
+        pressure.observe(MemoryReading::from_abi(-1, 100)),
+        Level::Low
+    );
     assert_eq!(pressure.observe(reading(0.95)), Level::High);
     assert_eq!(pressure.observe(MemoryReading::from_abi(50, 0)), Level::Low);
     // Free bytes are not the metric: 85 GiB free of 100 GiB is Low.
-    assert_eq!(pressure.observe(MemoryReading::new(15 * GIB, 100 * GIB)), Level::Low);
+    assert_eq!(
+        pressure.observe(MemoryReading::new(15 * GIB, 100 * GIB)),
+        Level::Low
+    );
 }
 
 #[test]
 fn thresholds_are_validated() {
     assert!(Thresholds::new(0.7, 0.85, 0.05).is_ok());
-    assert_eq!(Thresholds::new(0.9, 0.85, 0.05).map_err(|e| e.path), Err("high".into()));
-    assert_eq!(Thresholds::new(0.0, 0.85, 0.05).map_err(|e| e.path), Err("medium".into()));
-    assert_eq!(Thresholds::new(0.7, 0.85, 0.7).map_err(|e| e.path), Err("hysteresis".into()));
+    assert_eq!(
+        Thresholds::new(0.9, 0.85, 0.05).map_err(|e| e.path),
+        Err("high".into())
+    );
+    assert_eq!(
+        Thresholds::new(0.0, 0.85, 0.05).map_err(|e| e.path),
+        Err("medium".into())
+    );
+    assert_eq!(
+        Thresholds::new(0.7, 0.85, 0.7).map_err(|e| e.path),
+        Err("hysteresis".into())
+    );
 }
 
 proptest! {
