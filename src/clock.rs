@@ -34,10 +34,13 @@ impl FakeClock {
         }
     }
 
-    /// Moves the clock forward by `delta` nanoseconds (saturating).
+    /// Moves the clock forward by `delta` nanoseconds (saturating); concurrent advances add up.
     pub fn advance(&self, delta: Nanos) {
-        let now = self.now().saturating_add(delta);
-        self.set(now);
+        let step = |now: Nanos| Some(now.saturating_add(delta));
+        // The closure always returns Some, so the update cannot fail.
+        let _ = self
+            .now
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step);
     }
 
     /// Sets the clock to `now`; tests may also move it backwards.
@@ -60,6 +63,7 @@ pub struct HighWater {
 
 impl HighWater {
     /// Returns `now`, or the highest earlier reading if `now` is lower.
+    #[inline]
     pub fn observe(&mut self, now: Nanos) -> Nanos {
         self.highest = self.highest.max(now);
         self.highest

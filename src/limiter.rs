@@ -7,7 +7,11 @@
 
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::quota::{Quota, TICKS_PER_NS, Ticks, ceil_ns, ticks};
+use crate::quota::{Quota, TICKS_PER_NS, Ticks, ceil_ns, ticks, times};
+
+/// The furthest the bucket's time may run ahead (about 1e11 years of debt), which keeps all
+/// bucket arithmetic free of overflow without saturating on the hot path.
+const MAX_TAT: Ticks = 1 << 125;
 
 /// The answer to "may I go now?": a normal value, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,7 @@ impl Limiter {
     }
 
     /// Admits `cost` tokens now, or says exactly how long until it would (taking nothing).
+    #[inline]
     pub fn try_acquire(&mut self, now: Nanos, cost: u32) -> Result<Decision, Error> {
         let (tat, wait) = self.schedule(now, cost)?;
         if wait > 0 {
@@ -68,12 +73,14 @@ impl Limiter {
     }
 
     /// The exact wait until `cost` tokens could be taken, without taking them.
+    #[inline]
     pub fn wait_time(&self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
         self.schedule(now, cost).map(|(_, wait)| wait)
     }
 
     /// Takes `cost` tokens now, going into debt if needed, and returns the ns to wait before
     /// acting. Reservations mature in the order they were made, and never inside a pause.
+    #[inline]
     pub fn reserve(&mut self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
         let (tat, wait) = self.schedule(now, cost)?;
         self.tat = tat;
@@ -81,6 +88,7 @@ impl Limiter {
     }
 
     /// Tokens available now × 1000, floored; negative while in debt.
+    #[inline]
     pub fn available_milli(&self, now: Nanos) -> i64 {
         let now = ticks(now);
         let interval = self.quota.interval();
@@ -100,6 +108,7 @@ impl Limiter {
     }
 
     /// Share of the burst in use, in parts per million (0 = full bucket, 1e6 = empty or in debt).
+    #[inline]
     pub fn utilization_ppm(&self, now: Nanos) -> u32 {
         let in_use = self
             .tat
@@ -124,16 +133,28 @@ impl Limiter {
     }
 
     /// Where `cost` tokens would put `tat`, and the whole-ns wait until they may be used.
+    #[inline]
     fn schedule(&self, now: Nanos, cost: u32) -> Result<(Ticks, Nanos), Error> {
         self.quota.check_cost(cost)?;
+        // No overflow below: tat <= MAX_TAT < 2^125, now < 2^96, cost x interval < 2^120.
         let now_ticks = ticks(now);
-        let on_time = now_ticks < self.tat.saturating_add(TICKS_PER_NS);
-        let start = if on_time { self.tat } else { now_ticks };
-        let tat = start.saturating_add(Ticks::from(cost) * self.quota.interval());
-        let ready = tat.saturating_sub(self.quota.capacity());
-        let bucket_wait = ceil_ns(ready.saturating_sub(now_ticks));
+        let start = if now_ticks < self.tat + TICKS_PER_NS {
+            self.tat
+        } else {
+            now_ticks
+        };
+        let tat = start + times(self.quota.interval(), cost);
+        let ceiling = now_ticks + self.quota.capacity();
+        if tat <= ceiling && self.paused_until <= now {
+            return Ok((tat, 0));
+        }
+        let bucket_wait = if tat > ceiling {
+            ceil_ns(tat - ceiling)
+        } else {
+            0
+        };
         let pause_wait = self.paused_until.saturating_sub(now);
-        Ok((tat, bucket_wait.max(pause_wait)))
+        Ok((tat.min(MAX_TAT), bucket_wait.max(pause_wait)))
     }
 
     pub(crate) fn tat(&self) -> Ticks {
@@ -159,13 +180,15 @@ fn mul_div_ceil(x: u128, m: u128, d: u128) -> u128 {
     (x / d).saturating_mul(m) + ((x % d) * m).div_ceil(d)
 }
 
-/// `floor(part * 1e6 / whole)` for `part <= whole`, exact while `whole < 2^108`.
+/// `floor(part * 1e6 / whole)` for `part <= whole`, in 64-bit division: both are first shifted
+/// down to below 2^44, which moves the result by at most one part per million.
 pub(crate) fn ratio_ppm(part: Ticks, whole: Ticks) -> u32 {
+    let shift = (128 - whole.leading_zeros()).saturating_sub(44);
+    let whole = (whole >> shift) as u64;
     if whole == 0 {
         return 0;
     }
-    // Shift both down so that `part * 1e6` cannot overflow; the ratio barely moves.
-    let shift = (128 - whole.leading_zeros()).saturating_sub(108);
-    let ppm = ((part >> shift) * 1_000_000) / (whole >> shift).max(1);
-    u32::try_from(ppm.min(1_000_000)).unwrap_or(1_000_000)
+    let part = ((part >> shift) as u64).min(whole);
+    // part <= whole < 2^44, so part * 1e6 < 2^64.
+    (part * 1_000_000 / whole) as u32
 }

@@ -46,6 +46,7 @@ impl Slot {
     }
 
     /// The bucket, created with the initial fill if this is the first touch.
+    #[inline]
     fn touch(&mut self, now: Nanos) -> &mut Limiter {
         let quota = self.quota;
         self.bucket.get_or_insert_with(|| Limiter::new(quota, now))
@@ -158,6 +159,7 @@ impl Policy {
     }
 
     /// Admits `cost` tokens now or says exactly how long until it would, honouring pauses.
+    #[inline]
     pub fn try_acquire(
         &mut self,
         now: Nanos,
@@ -171,6 +173,7 @@ impl Policy {
     }
 
     /// Takes `cost` tokens (possibly into debt); returns the ns to wait before acting.
+    #[inline]
     pub fn reserve(&mut self, now: Nanos, limiter: usize, cost: u32) -> Result<Nanos, Error> {
         let now = self.clock.observe(now);
         let slot = self.slot(limiter)?;
@@ -297,6 +300,7 @@ impl Policy {
         self.clock.observe(now)
     }
 
+    #[inline]
     fn slot(&mut self, limiter: usize) -> Result<&mut Slot, Error> {
         let count = self.slots.len();
         self.slots.get_mut(limiter).ok_or(Error::UnknownLimiter {
@@ -305,6 +309,7 @@ impl Policy {
         })
     }
 
+    #[inline]
     fn slot_ref(&self, limiter: usize) -> Result<&Slot, Error> {
         let count = self.slots.len();
         self.slots.get(limiter).ok_or(Error::UnknownLimiter {

@@ -14,14 +14,26 @@ const TICK_SHIFT: u32 = 32;
 pub(crate) const TICKS_PER_NS: Ticks = 1 << TICK_SHIFT;
 
 /// Converts whole nanoseconds to ticks.
+#[inline]
 pub(crate) fn ticks(ns: u64) -> Ticks {
     Ticks::from(ns) << TICK_SHIFT
 }
 
-/// Converts ticks to whole nanoseconds, rounding up (a wait is never shortened).
+/// Converts ticks (below 2^127) to whole nanoseconds, rounding up (a wait is never shortened).
+#[inline]
 pub(crate) fn ceil_ns(t: Ticks) -> u64 {
-    let ns = t.div_ceil(TICKS_PER_NS);
+    let ns = (t + (TICKS_PER_NS - 1)) >> TICK_SHIFT;
     u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
+/// `cost` intervals in ticks: `interval < 2^88` and `cost < 2^32`, so this cannot overflow.
+#[inline]
+pub(crate) fn times(interval: Ticks, cost: u32) -> Ticks {
+    if cost == 1 {
+        interval
+    } else {
+        interval * Ticks::from(cost)
+    }
 }
 
 /// Nanoseconds in an hour.
@@ -124,6 +136,7 @@ impl Quota {
     }
 
     /// Rejects a cost of 0 (bad argument) and one above burst (never admissible).
+    #[inline]
     pub fn check_cost(&self, cost: u32) -> Result<(), Error> {
         if cost == 0 {
             return Err(Error::bad_argument("cost", "must be at least 1"));
@@ -137,10 +150,12 @@ impl Quota {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn interval(&self) -> Ticks {
         self.interval
     }
 
+    #[inline]
     pub(crate) fn capacity(&self) -> Ticks {
         self.capacity
     }
