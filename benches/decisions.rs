@@ -9,8 +9,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use governor::clock::Clock as _;
 use governor::clock::FakeRelativeClock;
-use governor::{Quota as GovernorQuota, RateLimiter};
+use governor::{Jitter as GovernorJitter, Quota as GovernorQuota, RateLimiter};
 use pacer::{
     Clock, Config, FakeClock, KeyedLimiter, Limiter, LimiterConfig, MemoryReading, Policy, Quota,
     Rng,
@@ -50,8 +51,12 @@ fn try_acquire(c: &mut Criterion) {
             black_box(limiter.check())
         })
     });
-    // The refusal path: an exhausted bucket on a frozen clock.
-    group.bench_function("pacer_refused", |b| {
+    group.finish();
+
+    // The refusal path: an exhausted bucket on a frozen clock. pacer computes the exact wait;
+    // governor returns a `NotUntil` and computes it only if asked, so it is asked here.
+    let mut group = c.benchmark_group("try_acquire_refused");
+    group.bench_function("pacer", |b| {
         let clock = FakeClock::new(0);
         let mut limiter = Limiter::new(pacer_quota(), clock.now());
         while limiter
@@ -60,11 +65,17 @@ fn try_acquire(c: &mut Criterion) {
         {}
         b.iter(|| black_box(limiter.try_acquire(clock.now(), black_box(1))))
     });
-    group.bench_function("governor_refused", |b| {
+    group.bench_function("governor", |b| {
         let clock = FakeRelativeClock::default();
         let limiter = RateLimiter::direct_with_clock(governor_quota(), clock.clone());
         while limiter.check().is_ok() {}
-        b.iter(|| black_box(limiter.check()))
+        b.iter(|| {
+            black_box(
+                limiter
+                    .check()
+                    .map_err(|refused| refused.wait_time_from(clock.now())),
+            )
+        })
     });
     group.finish();
 }
@@ -101,9 +112,30 @@ fn policy() -> Policy {
     Policy::new(config).expect("valid config")
 }
 
+type FakeDirectLimiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    FakeRelativeClock,
+    governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
+>;
+
+/// governor's nearest equivalent of a paced slot: check, the wait if refused, plus jitter.
+fn governor_paced_wait(
+    limiter: &FakeDirectLimiter,
+    clock: &FakeRelativeClock,
+    jitter: GovernorJitter,
+) -> Duration {
+    let wait = match limiter.check() {
+        Ok(()) => Duration::ZERO,
+        Err(refused) => refused.wait_time_from(clock.now()),
+    };
+    jitter + wait
+}
+
 fn policy_calls(c: &mut Criterion) {
-    let mut group = c.benchmark_group("policy");
-    group.bench_function("reserve", |b| {
+    // governor has no reservations; its admitted check is the nearest operation.
+    let mut group = c.benchmark_group("reserve");
+    group.bench_function("pacer", |b| {
         let clock = FakeClock::new(0);
         let mut limiter = Limiter::new(pacer_quota(), clock.now());
         b.iter(|| {
@@ -111,12 +143,30 @@ fn policy_calls(c: &mut Criterion) {
             black_box(limiter.reserve(clock.now(), black_box(1)))
         })
     });
-    group.bench_function("jitter_adaptive", |b| {
+    group.bench_function("governor_check", |b| {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(governor_quota(), clock.clone());
+        b.iter(|| {
+            clock.advance(Duration::from_nanos(INTERVAL_NS));
+            black_box(limiter.check())
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("jitter");
+    group.bench_function("pacer_adaptive", |b| {
         let mut rng = Rng::from_seed(1);
         let mut jitter = Jitter::new(Strategy::Adaptive, 3_000_000_000);
         b.iter(|| black_box(jitter.delay(&mut rng, black_box(1_000_000), black_box(500_000))))
     });
-    group.bench_function("next_delay", |b| {
+    group.bench_function("governor_up_to", |b| {
+        let jitter = GovernorJitter::up_to(Duration::from_millis(1500));
+        b.iter(|| black_box(jitter + black_box(Duration::from_millis(1))))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("next_delay");
+    group.bench_function("pacer", |b| {
         let clock = FakeClock::new(0);
         let mut policy = policy();
         let memory = MemoryReading::new(1 << 30, 4 << 30);
@@ -125,7 +175,16 @@ fn policy_calls(c: &mut Criterion) {
             black_box(policy.next_delay(clock.now(), memory, 0, 1, black_box(0)))
         })
     });
-    group.bench_function("policy_try_acquire", |b| {
+    group.bench_function("governor_check_wait_jitter", |b| {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(governor_quota(), clock.clone());
+        let jitter = GovernorJitter::up_to(Duration::from_millis(1500));
+        b.iter(|| {
+            clock.advance(Duration::from_nanos(INTERVAL_NS));
+            black_box(governor_paced_wait(&limiter, &clock, jitter))
+        })
+    });
+    group.bench_function("pacer_policy_try_acquire", |b| {
         let clock = FakeClock::new(0);
         let mut policy = policy();
         b.iter(|| {

@@ -64,27 +64,31 @@ impl Limiter {
     /// Admits `cost` tokens now, or says exactly how long until it would (taking nothing).
     #[inline]
     pub fn try_acquire(&mut self, now: Nanos, cost: u32) -> Result<Decision, Error> {
-        let (tat, wait) = self.schedule(now, cost)?;
-        if wait > 0 {
-            return Ok(Decision::Wait(wait));
+        self.quota.check_cost(cost)?;
+        let (tat, ceiling) = self.advance(now, cost);
+        if tat <= ceiling && self.paused_until <= now {
+            self.tat = tat;
+            return Ok(Decision::Admit);
         }
-        self.tat = tat;
-        Ok(Decision::Admit)
+        Ok(Decision::Wait(self.wait(now, tat, ceiling)))
     }
 
     /// The exact wait until `cost` tokens could be taken, without taking them.
     #[inline]
     pub fn wait_time(&self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
-        self.schedule(now, cost).map(|(_, wait)| wait)
+        self.quota.check_cost(cost)?;
+        let (tat, ceiling) = self.advance(now, cost);
+        Ok(self.wait(now, tat, ceiling))
     }
 
     /// Takes `cost` tokens now, going into debt if needed, and returns the ns to wait before
     /// acting. Reservations mature in the order they were made, and never inside a pause.
     #[inline]
     pub fn reserve(&mut self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
-        let (tat, wait) = self.schedule(now, cost)?;
-        self.tat = tat;
-        Ok(wait)
+        self.quota.check_cost(cost)?;
+        let (tat, ceiling) = self.advance(now, cost);
+        self.tat = tat.min(MAX_TAT);
+        Ok(self.wait(now, tat, ceiling))
     }
 
     /// Tokens available now × 1000, floored; negative while in debt.
@@ -132,29 +136,21 @@ impl Limiter {
         self.tat <= ticks(now) && self.paused_until <= now
     }
 
-    /// Where `cost` tokens would put `tat`, and the whole-ns wait until they may be used.
+    /// Where taking `cost` tokens at `now` would put `tat`, and the highest `tat` that is
+    /// admissible at `now` (both in ticks).
     #[inline]
-    fn schedule(&self, now: Nanos, cost: u32) -> Result<(Ticks, Nanos), Error> {
-        self.quota.check_cost(cost)?;
-        // No overflow below: tat <= MAX_TAT < 2^125, now < 2^96, cost x interval < 2^120.
+    fn advance(&self, now: Nanos, cost: u32) -> (Ticks, Ticks) {
+        // No overflow: tat <= MAX_TAT < 2^125, now < 2^96, cost x interval < 2^120.
         let now_ticks = ticks(now);
-        let start = if now_ticks < self.tat + TICKS_PER_NS {
-            self.tat
-        } else {
-            now_ticks
-        };
-        let tat = start + times(self.quota.interval(), cost);
-        let ceiling = now_ticks + self.quota.capacity();
-        if tat <= ceiling && self.paused_until <= now {
-            return Ok((tat, 0));
-        }
-        let bucket_wait = if tat > ceiling {
-            ceil_ns(tat - ceiling)
-        } else {
-            0
-        };
-        let pause_wait = self.paused_until.saturating_sub(now);
-        Ok((tat.min(MAX_TAT), bucket_wait.max(pause_wait)))
+        let start = if now_ticks < self.tat + TICKS_PER_NS { self.tat } else { now_ticks };
+        (start + times(self.quota.interval(), cost), now_ticks + self.quota.capacity())
+    }
+
+    /// Whole ns until a bucket at `tat` is admissible and any pause is over (0 if both are).
+    #[inline]
+    fn wait(&self, now: Nanos, tat: Ticks, ceiling: Ticks) -> Nanos {
+        let bucket_wait = if tat > ceiling { ceil_ns(tat - ceiling) } else { 0 };
+        bucket_wait.max(self.paused_until.saturating_sub(now))
     }
 
     pub(crate) fn tat(&self) -> Ticks {
