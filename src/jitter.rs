@@ -67,6 +67,15 @@ impl FromStr for Strategy {
     }
 }
 
+/// `floor(value * ppm / 1e6)`, in 64-bit arithmetic whenever the product fits.
+#[inline]
+fn scale_ppm(value: Nanos, ppm: u32) -> Nanos {
+    match value.checked_mul(u64::from(ppm)) {
+        Some(product) => product / u64::from(PPM),
+        None => (u128::from(value) * u128::from(ppm) / u128::from(PPM)) as u64,
+    }
+}
+
 /// A jitter strategy with its cap and the decorrelated strategy's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jitter {
@@ -95,9 +104,8 @@ impl Jitter {
     pub fn delay(&mut self, rng: &mut Rng, base_ns: Nanos, utilization_ppm: u32) -> Nanos {
         match self.strategy {
             Strategy::Adaptive => {
-                let utilization = u128::from(utilization_ppm.min(PPM));
-                let spread = u128::from(self.max_ns) * utilization / u128::from(PPM);
-                base_ns.saturating_add(rng.below(spread as u64))
+                let spread = scale_ppm(self.max_ns, utilization_ppm.min(PPM));
+                base_ns.saturating_add(rng.below(spread))
             }
             Strategy::Full => rng.between(0, base_ns),
             Strategy::Equal => base_ns.div_ceil(2) + rng.between(0, base_ns / 2),

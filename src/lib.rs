@@ -34,6 +34,10 @@
 
 extern crate alloc;
 
+// The wasm boundary: the one module allowed `unsafe`.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code, missing_docs)]
+mod abi;
 pub mod backoff;
 pub mod clock;
 pub mod config;

@@ -118,7 +118,7 @@ impl Limiter {
             .tat
             .saturating_sub(ticks(now))
             .min(self.quota.capacity());
-        ratio_ppm(in_use, self.quota.capacity())
+        self.quota.share_ppm(in_use)
     }
 
     /// Pauses the bucket until `until`; a longer pause already in force stays.
@@ -174,17 +174,4 @@ fn mul_div_floor(x: u128, m: u128, d: u128) -> u128 {
 /// `ceil(x * m / d)` under the same conditions as [`mul_div_floor`].
 fn mul_div_ceil(x: u128, m: u128, d: u128) -> u128 {
     (x / d).saturating_mul(m) + ((x % d) * m).div_ceil(d)
-}
-
-/// `floor(part * 1e6 / whole)` for `part <= whole`, in 64-bit division: both are first shifted
-/// down to below 2^44, which moves the result by at most one part per million.
-pub(crate) fn ratio_ppm(part: Ticks, whole: Ticks) -> u32 {
-    let shift = (128 - whole.leading_zeros()).saturating_sub(44);
-    let whole = (whole >> shift) as u64;
-    if whole == 0 {
-        return 0;
-    }
-    let part = ((part >> shift) as u64).min(whole);
-    // part <= whole < 2^44, so part * 1e6 < 2^64.
-    (part * 1_000_000 / whole) as u32
 }

@@ -56,6 +56,10 @@ pub struct Quota {
     interval: Ticks,
     capacity: Ticks,
     initial_debt: Ticks,
+    /// Utilization in ppm is `(in_use >> ppm_shift) as f64 * ppm_per_unit`: one multiply
+    /// instead of a division on every `next_delay`.
+    ppm_shift: u32,
+    ppm_per_unit: f64,
 }
 
 impl Quota {
@@ -105,6 +109,7 @@ impl Quota {
         let whole = initial_tokens as Ticks;
         let fraction = initial_tokens - whole as f64;
         let initial_credit = whole * interval + (fraction * interval as f64 + 0.5) as Ticks;
+        let ppm_shift = (Ticks::BITS - capacity.leading_zeros()).saturating_sub(52);
         Ok(Quota {
             tokens_per_hour,
             burst,
@@ -112,6 +117,8 @@ impl Quota {
             interval,
             capacity,
             initial_debt: capacity - initial_credit.min(capacity),
+            ppm_shift,
+            ppm_per_unit: 1e6 / (capacity >> ppm_shift) as f64,
         })
     }
 
@@ -153,6 +160,14 @@ impl Quota {
     #[inline]
     pub(crate) fn interval(&self) -> Ticks {
         self.interval
+    }
+
+    /// Parts per million of the capacity that `in_use` ticks (at most the capacity) are.
+    #[inline]
+    pub(crate) fn share_ppm(&self, in_use: Ticks) -> u32 {
+        // Both sides are below 2^52 after the shift, so they convert to f64 exactly.
+        let ppm = (in_use >> self.ppm_shift) as u64 as f64 * self.ppm_per_unit;
+        (ppm as u32).min(1_000_000)
     }
 
     #[inline]
