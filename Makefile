@@ -6,7 +6,13 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
-.PHONY: run test bench setup fmt-check clippy wasm-check unit-tests doc
+.PHONY: run test bench setup npm fmt-check clippy wasm-check unit-tests doc wasm
+
+WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
+WASM_OPT := node_modules/.bin/wasm-opt
+# Features rustc 1.95 emits for wasm32 by default; wasm-opt refuses the module without them.
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
 ## run: print a paced download schedule from the guide's defaults
 run:
@@ -18,6 +24,22 @@ test: setup fmt-check clippy wasm-check unit-tests doc
 ## setup: the wasm32 target (asks rustup only when it is missing)
 setup:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+## npm: the pinned JS tools (binaryen's wasm-opt), from package-lock.json
+npm: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## wasm: the ABI v1 policy module, dist/pacer.wasm (core only: `-p pacer` alone keeps the
+## host's and the browser crate's dependencies out of it)
+wasm: dist/pacer.wasm
+dist/pacer.wasm: setup node_modules/.installed $(shell find src -name '*.rs') Cargo.toml Cargo.lock
+	$(CARGO) build -p pacer --profile wasm --target $(WASM_TARGET) --locked
+	@mkdir -p dist
+	$(WASM_OPT) -Os $(WASM_FEATURES) --strip-debug --strip-producers $(WASM_RAW) -o $@.tmp
+	@mv $@.tmp $@
+	@echo "dist/pacer.wasm: $$(stat -c %s $@) bytes"
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -75,17 +75,24 @@ fn module() -> &'static mut Module {
     // SAFETY: single-threaded, and no export holds this reference across another export call
     // (imports do not call back into the module).
     let slot = unsafe { &mut *MODULE.0.get() };
-    slot.get_or_insert_with(|| Module { exports: Exports::new(WasmHost), buffers: BTreeMap::new() })
+    slot.get_or_insert_with(|| Module {
+        exports: Exports::new(WasmHost),
+        buffers: BTreeMap::new(),
+    })
 }
 
 fn exports() -> &'static mut Exports<WasmHost> {
     &mut module().exports
 }
 
-/// Bytes of module memory at `ptr..ptr + len`, or a bad-argument error naming `what`.
+/// The largest buffer `pacer_alloc` hands out: configs and snapshots are far smaller.
+const MAX_BUFFER_BYTES: usize = 16 << 20;
+
+/// Bytes of module memory at `ptr..ptr + len` (`ptr` read as unsigned), or a bad argument.
 fn guest_bytes(ptr: i32, len: i32) -> Result<&'static [u8], Error> {
     let bad = || Error::bad_argument("ptr/len", "outside module memory");
-    let (start, len) = (usize::try_from(ptr).map_err(|_| bad())?, usize::try_from(len).map_err(|_| bad())?);
+    let start = ptr as u32 as usize;
+    let len = usize::try_from(len).map_err(|_| bad())?;
     if len == 0 {
         return Ok(&[]);
     }
@@ -111,8 +118,10 @@ pub extern "C" fn pacer_features() -> i32 {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn pacer_alloc(len: i32) -> i32 {
-    let Ok(len) = usize::try_from(len) else { return 0 };
-    if len == 0 {
+    let Ok(len) = usize::try_from(len) else {
+        return 0;
+    };
+    if len == 0 || len > MAX_BUFFER_BYTES {
         return 0;
     }
     let mut buffer = Vec::new();
@@ -128,8 +137,11 @@ pub extern "C" fn pacer_alloc(len: i32) -> i32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn pacer_dealloc(ptr: i32, len: i32) {
     let buffers = &mut module().buffers;
-    let Ok(key) = usize::try_from(ptr) else { return };
-    if buffers.get(&key).is_some_and(|buffer| Ok(buffer.len()) == usize::try_from(len)) {
+    let key = ptr as u32 as usize;
+    if buffers
+        .get(&key)
+        .is_some_and(|buffer| Ok(buffer.len()) == usize::try_from(len))
+    {
         buffers.remove(&key);
     }
 }
@@ -218,16 +230,4 @@ pub extern "C" fn pacer_state_import(ptr: i32, len: i32) -> i32 {
         Ok(snapshot) => exports().state_import(snapshot),
         Err(error) => exports().fail(&error),
     }
-}
-
-/// getrandom's custom backend: the module's entropy comes from the host's `random_fill`.
-///
-/// # Safety
-/// `dest` must be valid for writes of `len` bytes (getrandom guarantees it).
-#[unsafe(no_mangle)]
-unsafe extern "Rust" fn __getrandom_v03_custom(dest: *mut u8, len: usize) -> Result<(), getrandom::Error> {
-    // SAFETY: the caller passes a writable buffer of `len` bytes.
-    let buf = unsafe { core::slice::from_raw_parts_mut(dest, len) };
-    WasmHost.random_fill(buf);
-    Ok(())
 }

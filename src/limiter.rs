@@ -142,14 +142,25 @@ impl Limiter {
     fn advance(&self, now: Nanos, cost: u32) -> (Ticks, Ticks) {
         // No overflow: tat <= MAX_TAT < 2^125, now < 2^96, cost x interval < 2^120.
         let now_ticks = ticks(now);
-        let start = if now_ticks < self.tat + TICKS_PER_NS { self.tat } else { now_ticks };
-        (start + times(self.quota.interval(), cost), now_ticks + self.quota.capacity())
+        let start = if now_ticks < self.tat + TICKS_PER_NS {
+            self.tat
+        } else {
+            now_ticks
+        };
+        (
+            start + times(self.quota.interval(), cost),
+            now_ticks + self.quota.capacity(),
+        )
     }
 
     /// Whole ns until a bucket at `tat` is admissible and any pause is over (0 if both are).
     #[inline]
     fn wait(&self, now: Nanos, tat: Ticks, ceiling: Ticks) -> Nanos {
-        let bucket_wait = if tat > ceiling { ceil_ns(tat - ceiling) } else { 0 };
+        let bucket_wait = if tat > ceiling {
+            ceil_ns(tat - ceiling)
+        } else {
+            0
+        };
         bucket_wait.max(self.paused_until.saturating_sub(now))
     }
 

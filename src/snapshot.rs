@@ -66,7 +66,7 @@ impl Policy {
             }
         }
         out.push(self.pressure.level() as u8);
-        let checksum = crc32fast::hash(&out);
+        let checksum = crc32(&out);
         put_u32(&mut out, checksum);
         out
     }
@@ -102,7 +102,7 @@ impl Policy {
             return Err(Error::BadSnapshot("not a pacer snapshot"));
         }
         let (body, checksum) = snapshot.split_at(body_len);
-        if crc32fast::hash(body).to_le_bytes() != checksum {
+        if crc32(body).to_le_bytes() != checksum {
             return Err(Error::BadSnapshot(
                 "checksum mismatch: truncated or altered",
             ));
@@ -152,6 +152,19 @@ impl Policy {
         }
         Ok((slots, rng, has_previous.then_some(previous), level))
     }
+}
+
+/// CRC-32 (IEEE 802.3, as zlib and PNG), bit by bit: snapshots are small, and a table would
+/// cost the wasm module 1-16 KiB.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {

@@ -164,7 +164,7 @@ fn snapshots_refuse_every_alteration_and_change_nothing() {
     // Another version, with a valid checksum.
     let mut other_version = snapshot[..snapshot.len() - 4].to_vec();
     other_version[4] = 2;
-    let checksum = crc32fast::hash(&other_version);
+    let checksum = pacer::snapshot::crc32(&other_version);
     other_version.extend_from_slice(&checksum.to_le_bytes());
     assert_eq!(
         fresh.import_state(T0, &other_version),
@@ -180,6 +180,18 @@ fn snapshots_refuse_every_alteration_and_change_nothing() {
     );
     assert_eq!(fresh.export_state(T0), untouched, "nothing changed");
     assert_eq!(fresh.import_state(T0, &snapshot), Ok(()));
+}
+
+#[test]
+fn the_snapshot_checksum_is_standard_crc32() {
+    assert_eq!(pacer::snapshot::crc32(b"123456789"), 0xCBF4_3926);
+    let snapshot = Policy::new(config(4)).expect("valid").export_state(T0);
+    for len in [0, 1, 7, snapshot.len()] {
+        assert_eq!(
+            pacer::snapshot::crc32(&snapshot[..len]),
+            crc32fast::hash(&snapshot[..len])
+        );
+    }
 }
 
 /// One call on the policy, with arguments drawn by proptest.
