@@ -1,1 +1,29 @@
-//! pacer host
+//! pacer-host: runs pacer policy modules (ABI v1) sandboxed in wasmtime, with the real clock,
+//! real memory readings (cgroup v2, cgroup v1, /proc/meminfo) and OS entropy behind the imports.
+//!
+//! ```no_run
+//! use pacer_host::{Policy, Runtime, SandboxOptions, SystemEnvironment};
+//!
+//! // Compile once; every instance after that is cheap.
+//! let runtime = Runtime::new(SandboxOptions::default())?;
+//! let module = runtime.load_file("dist/pacer.wasm".as_ref())?;
+//! let mut policy = Policy::new(&module, Box::new(SystemEnvironment::detect()))?;
+//! policy.configure(r#"{"limiters":[{"name":"catalog","tokens_per_hour":90,"burst":3}]}"#)?;
+//! match policy.next_delay(0, 1, std::time::Duration::from_millis(500))? {
+//!     pacer::Schedule::Act { delay } => std::thread::sleep(std::time::Duration::from_nanos(delay)),
+//!     pacer::Schedule::CircuitOpen { retry_in } => println!("circuit open, retry in {retry_in} ns"),
+//! }
+//! policy.on_response(0, 200, None)?;
+//! # Ok::<(), pacer_host::HostError>(())
+//! ```
+
+mod environment;
+mod error;
+pub mod memory;
+mod policy;
+mod sandbox;
+
+pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironment};
+pub use error::HostError;
+pub use policy::Policy;
+pub use sandbox::{HostState, ModuleInfo, PolicyModule, Runtime, SandboxOptions};

@@ -1,1 +1,184 @@
-fn main() {}
+//! `pacer`: load, check and run pacer policy modules.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use pacer::{Decision, Schedule};
+use pacer_host::memory::MemorySource;
+use pacer_host::{HostError, Policy, Runtime, SandboxOptions, ScriptedEnvironment};
+
+/// The config `pacer check` uses when none is given: the guide's natural download pace.
+const SAMPLE_CONFIG: &str =
+    r#"{"seed":7,"limiters":[{"name":"downloads","tokens_per_hour":90,"burst":3}]}"#;
+
+#[derive(Parser)]
+#[command(
+    name = "pacer",
+    version,
+    about = "Pacing policies as sandboxed WebAssembly modules"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a policy module, check it against ABI v1, and show a few of its decisions.
+    Check {
+        /// The module, e.g. dist/pacer.wasm (`make wasm` builds it).
+        module: PathBuf,
+        /// A policy config (JSON, ABI v1); default: 90 per hour, burst 3, seed 7.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Check { module, config } => check(module, config.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("pacer: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path, config_path: Option<&Path>) -> Result<(), String> {
+    let at = |e: HostError| match e {
+        HostError::Io { .. } => e.to_string(),
+        _ => format!("{}: {e}", path.display()),
+    };
+    let options = SandboxOptions {
+        cache_dir: cache_dir(),
+        ..SandboxOptions::default()
+    };
+    let runtime = Runtime::new(options).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let module = runtime.load_file(path).map_err(at)?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "{}: pacer ABI v{} module, {size} bytes, loaded and checked in {:.1} ms",
+        path.display(),
+        module.info.abi_version,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    println!("  features: {:#x}", module.info.features);
+    println!("  imports:  {}", module.info.imports.join(", "));
+    println!(
+        "  exports:  {} ({})",
+        module.info.exports.len(),
+        module.info.exports.join(", ")
+    );
+
+    let (config, source) = match config_path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            (text, p.display().to_string())
+        }
+        None => (SAMPLE_CONFIG.to_string(), "built-in sample".to_string()),
+    };
+    // A virtual clock, so the sample is the same on every run; memory is read for real.
+    let environment = ScriptedEnvironment::new();
+    let memory = MemorySource::detect(Path::new("/"));
+    let reading = memory.read();
+    environment.update(|s| {
+        s.memory_used = reading
+            .used
+            .and_then(|u| i64::try_from(u).ok())
+            .unwrap_or(-1);
+        s.memory_limit = reading
+            .limit
+            .and_then(|l| i64::try_from(l).ok())
+            .unwrap_or(0);
+    });
+    let mut policy = Policy::new(&module, Box::new(environment.clone())).map_err(at)?;
+    policy
+        .configure(&config)
+        .map_err(|e| format!("config ({source}): {e}"))?;
+    println!("  config:   {source}: ok");
+    sample(&mut policy, &environment, &memory).map_err(at)
+}
+
+fn sample(
+    policy: &mut Policy,
+    environment: &ScriptedEnvironment,
+    memory: &MemorySource,
+) -> Result<(), HostError> {
+    println!("  sample decisions for limiter 0, on a virtual clock:");
+    let at = |environment: &ScriptedEnvironment| {
+        seconds(u64::try_from(environment.get().now_ns).unwrap_or(0))
+    };
+    for _ in 0..3 {
+        let decision = policy.try_acquire(0, 1)?;
+        let available = policy.available_milli(0)? as f64 / 1000.0;
+        let what = match decision {
+            Decision::Admit => "admitted".to_string(),
+            Decision::Wait(ns) => format!("wait {}", seconds(ns)),
+        };
+        println!(
+            "    t={:>8}  try_acquire(1)    {what:<18} available {available:.3}",
+            at(environment)
+        );
+    }
+    for _ in 0..3 {
+        let schedule = policy.next_delay(0, 1, Duration::from_millis(500))?;
+        let what = match schedule {
+            Schedule::Act { delay } => {
+                let line = format!("act after {}", seconds(delay));
+                environment.update(|s| s.now_ns += i64::try_from(delay).unwrap_or(0));
+                line
+            }
+            Schedule::CircuitOpen { retry_in } => {
+                format!("circuit open, retry in {}", seconds(retry_in))
+            }
+        };
+        println!("    t={:>8}  next_delay(0.5 s) {what}", at(environment));
+    }
+    policy.on_response(0, 429, Some(Duration::from_secs(30)))?;
+    let wait = policy.try_acquire(0, 1)?.wait_ns();
+    println!(
+        "    t={:>8}  on_response(429, Retry-After 30 s): next try waits {}",
+        at(environment),
+        seconds(wait)
+    );
+    let reading = memory.read();
+    let gib = |b: Option<u64>| {
+        b.map_or("unknown".to_string(), |b| {
+            format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30))
+        })
+    };
+    println!(
+        "  memory ({memory:?}): {} of {}: pressure {:?}, pool target {} of 20",
+        gib(reading.used),
+        gib(reading.limit),
+        policy.pressure()?,
+        policy.pool_target(20)?
+    );
+    Ok(())
+}
+
+/// Compiled modules are cached in `$XDG_CACHE_HOME/pacer` (or `~/.cache/pacer`):
+/// a second load deserializes instead of compiling.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("pacer"))
+}
+
+fn seconds(ns: u64) -> String {
+    format!("{:.3} s", ns as f64 / 1e9)
+}

@@ -1,0 +1,523 @@
+//! A safe handle on one module instance: the core's API, with every call deadlined and every
+//! trap recovered from. The rest of the host never sees a raw export.
+
+use std::time::Duration;
+
+use pacer::{Decision, Level, Nanos, Schedule};
+use wasmtime::{Instance, Memory, Store, TypedFunc, Val, WasmParams, WasmResults};
+
+use crate::environment::{Environment, ScriptedEnvironment};
+use crate::error::HostError;
+use crate::sandbox::{HostState, PolicyModule};
+
+/// Decisions between two automatic snapshots: a trap rolls back at most this many.
+const CHECKPOINT_EVERY: u32 = 256;
+/// `pacer_next_delay_ns`'s answer while the circuit is open.
+const CIRCUIT_OPEN: i64 = -7;
+
+/// The typed exports of one instance.
+struct Exports {
+    instance: Instance,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    dealloc: TypedFunc<(i32, i32), ()>,
+    configure: TypedFunc<(i32, i32), i32>,
+    last_error_ptr: TypedFunc<(), i32>,
+    last_error_len: TypedFunc<(), i32>,
+    try_acquire: TypedFunc<(i32, i32), i64>,
+    reserve: TypedFunc<(i32, i32), i64>,
+    available_milli: TypedFunc<i32, i64>,
+    on_response: TypedFunc<(i32, i32, i64), i32>,
+    next_delay: TypedFunc<(i32, i32, i64), i64>,
+    retry_in: TypedFunc<i32, i64>,
+    jitter: TypedFunc<(i64, i32), i64>,
+    pressure: TypedFunc<(), i32>,
+    pool_target: TypedFunc<i32, i32>,
+    state_export: TypedFunc<(), i32>,
+    state_ptr: TypedFunc<(), i32>,
+    state_import: TypedFunc<(i32, i32), i32>,
+}
+
+impl Exports {
+    fn bind(store: &mut Store<HostState>, instance: Instance) -> wasmtime::Result<Exports> {
+        macro_rules! typed {
+            ($name:literal) => {
+                instance.get_typed_func(&mut *store, $name)?
+            };
+        }
+        let memory = instance
+            .get_memory(&mut *store, "memory")
+            .ok_or_else(|| wasmtime::format_err!("no exported memory"))?;
+        Ok(Exports {
+            instance,
+            memory,
+            alloc: typed!("pacer_alloc"),
+            dealloc: typed!("pacer_dealloc"),
+            configure: typed!("pacer_configure"),
+            last_error_ptr: typed!("pacer_last_error_ptr"),
+            last_error_len: typed!("pacer_last_error_len"),
+            try_acquire: typed!("pacer_try_acquire"),
+            reserve: typed!("pacer_reserve"),
+            available_milli: typed!("pacer_available_milli"),
+            on_response: typed!("pacer_on_response"),
+            next_delay: typed!("pacer_next_delay_ns"),
+            retry_in: typed!("pacer_retry_in_ns"),
+            jitter: typed!("pacer_jitter_ns"),
+            pressure: typed!("pacer_pressure"),
+            pool_target: typed!("pacer_pool_target"),
+            state_export: typed!("pacer_state_export"),
+            state_ptr: typed!("pacer_state_ptr"),
+            state_import: typed!("pacer_state_import"),
+        })
+    }
+}
+
+/// One running policy module.
+pub struct Policy {
+    module: PolicyModule,
+    store: Store<HostState>,
+    exports: Exports,
+    config: Option<String>,
+    /// Limiters in `config`: `available_milli` can be negative (debt), so the handle checks
+    /// indices itself rather than read small negatives as error codes.
+    limiters: usize,
+    checkpoint: Option<Vec<u8>>,
+    decisions_since_checkpoint: u32,
+}
+
+impl Policy {
+    /// A fresh, unconfigured instance of `module` whose imports read `environment`.
+    pub fn new(
+        module: &PolicyModule,
+        environment: Box<dyn Environment>,
+    ) -> Result<Policy, HostError> {
+        Policy::try_new(module, environment).map_err(|(error, _)| error)
+    }
+
+    fn try_new(
+        module: &PolicyModule,
+        environment: Box<dyn Environment>,
+    ) -> Result<Policy, (HostError, Box<dyn Environment>)> {
+        let (store, exports) = instantiate(module, environment)?;
+        Ok(Policy {
+            module: module.clone(),
+            store,
+            exports,
+            config: None,
+            limiters: 0,
+            checkpoint: None,
+            decisions_since_checkpoint: 0,
+        })
+    }
+
+    /// The module this instance runs.
+    pub fn module(&self) -> &PolicyModule {
+        &self.module
+    }
+
+    /// Configures the policy (the JSON of ABI v1). On error nothing changes.
+    pub fn configure(&mut self, json: &str) -> Result<(), HostError> {
+        let code = self.with_bytes("pacer_configure", json.as_bytes(), |e| &e.configure)?;
+        self.check(i64::from(code))?;
+        self.remember_config(json);
+        self.take_checkpoint()
+    }
+
+    /// Admits `cost` tokens now, or the exact wait.
+    pub fn try_acquire(&mut self, limiter: u32, cost: u32) -> Result<Decision, HostError> {
+        let wait = self.decide(
+            "pacer_try_acquire",
+            |e| &e.try_acquire,
+            (arg(limiter), arg(cost)),
+        )?;
+        Ok(if wait == 0 {
+            Decision::Admit
+        } else {
+            Decision::Wait(wait)
+        })
+    }
+
+    /// Takes `cost` tokens now; the ns to wait before acting.
+    pub fn reserve(&mut self, limiter: u32, cost: u32) -> Result<Nanos, HostError> {
+        self.decide("pacer_reserve", |e| &e.reserve, (arg(limiter), arg(cost)))
+    }
+
+    /// The one call before an operation: sleep `delay` then act, or the circuit is open.
+    pub fn next_delay(
+        &mut self,
+        limiter: u32,
+        cost: u32,
+        base: Duration,
+    ) -> Result<Schedule, HostError> {
+        let base_ns = i64::try_from(base.as_nanos()).unwrap_or(i64::MAX);
+        self.maybe_checkpoint()?;
+        let delay = self.call(
+            "pacer_next_delay_ns",
+            |e| &e.next_delay,
+            (arg(limiter), arg(cost), base_ns),
+        )?;
+        if delay == CIRCUIT_OPEN {
+            let retry_in = self.retry_in(limiter)?;
+            return Ok(Schedule::CircuitOpen { retry_in });
+        }
+        Ok(Schedule::Act {
+            delay: self.check(delay)?,
+        })
+    }
+
+    /// While the circuit refuses: ns until asking again can succeed; else 0.
+    pub fn retry_in(&mut self, limiter: u32) -> Result<Nanos, HostError> {
+        let ns = self.call("pacer_retry_in_ns", |e| &e.retry_in, arg(limiter))?;
+        self.check(ns)
+    }
+
+    /// Feedback after an operation: HTTP-like status (0 = transport failure), Retry-After.
+    pub fn on_response(
+        &mut self,
+        limiter: u32,
+        status: u16,
+        retry_after: Option<Duration>,
+    ) -> Result<(), HostError> {
+        let retry_ms = retry_after.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let code = self.call(
+            "pacer_on_response",
+            |e| &e.on_response,
+            (arg(limiter), i32::from(status), retry_ms),
+        )?;
+        self.check(i64::from(code))?;
+        self.take_checkpoint()
+    }
+
+    /// Tokens available now × 1000 (negative while in debt).
+    pub fn available_milli(&mut self, limiter: u32) -> Result<i64, HostError> {
+        if self.config.is_none() {
+            return Err(HostError::Policy {
+                code: -1,
+                message: "not configured: call configure first".into(),
+            });
+        }
+        if usize::try_from(limiter).map_or(true, |l| l >= self.limiters) {
+            let message = format!(
+                "limiter: no limiter {limiter} (the config has {})",
+                self.limiters
+            );
+            return Err(HostError::Policy { code: -3, message });
+        }
+        self.call(
+            "pacer_available_milli",
+            |e| &e.available_milli,
+            arg(limiter),
+        )
+    }
+
+    /// A delay by the configured jitter strategy.
+    pub fn jitter(&mut self, base: Duration, utilization_ppm: u32) -> Result<Nanos, HostError> {
+        let base_ns = i64::try_from(base.as_nanos()).unwrap_or(i64::MAX);
+        let ns = self.call(
+            "pacer_jitter_ns",
+            |e| &e.jitter,
+            (base_ns, arg(utilization_ppm)),
+        )?;
+        self.check(ns)
+    }
+
+    /// Reads memory now and returns the pressure level.
+    pub fn pressure(&mut self) -> Result<Level, HostError> {
+        let level = self.call("pacer_pressure", |e| &e.pressure, ())?;
+        Level::from_code(u8::try_from(level).unwrap_or(u8::MAX))
+            .ok_or_else(|| HostError::Incompatible(format!("pacer_pressure() returned {level}")))
+    }
+
+    /// Idle buffers a pool of at most `max_buffers` should keep now.
+    pub fn pool_target(&mut self, max_buffers: u32) -> Result<u32, HostError> {
+        let target = self.call("pacer_pool_target", |e| &e.pool_target, arg(max_buffers))?;
+        let target = self.check(i64::from(target))?;
+        Ok(u32::try_from(target).unwrap_or(u32::MAX))
+    }
+
+    /// A snapshot of all state (see `Policy::restore`).
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, HostError> {
+        let len = self.call("pacer_state_export", |e| &e.state_export, ())?;
+        let len = usize::try_from(self.check(i64::from(len))?).unwrap_or(0);
+        let ptr = self.call("pacer_state_ptr", |e| &e.state_ptr, ())?;
+        self.read_guest(ptr, len)
+    }
+
+    /// Restores a snapshot from a module configured with the same limiters.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), HostError> {
+        let code = self.with_bytes("pacer_state_import", snapshot, |e| &e.state_import)?;
+        self.check(i64::from(code))?;
+        self.take_checkpoint()
+    }
+
+    /// Moves to `module`, carrying config and state across. If the new module fails its checks,
+    /// its configure or its import, the old one stays in service and the error is returned.
+    pub fn reload(&mut self, module: &PolicyModule) -> Result<(), HostError> {
+        let snapshot = self.snapshot()?;
+        let environment = self.take_environment();
+        let mut next = match Policy::try_new(module, environment) {
+            Ok(next) => next,
+            Err((error, environment)) => {
+                self.store.data_mut().environment = environment;
+                return Err(error);
+            }
+        };
+        let moved = match &self.config {
+            Some(config) => next
+                .configure(config)
+                .and_then(|()| next.restore(&snapshot)),
+            None => Ok(()),
+        };
+        if let Err(error) = moved {
+            self.store.data_mut().environment = next.take_environment();
+            return Err(error);
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// Calls any export by name with integer arguments (for tools and conformance tests).
+    pub fn call_raw(&mut self, name: &str, args: &[i64]) -> Result<i64, HostError> {
+        let func = self
+            .exports
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| HostError::Incompatible(format!("no export `{name}`")))?;
+        let ty = func.ty(&self.store);
+        let params: Vec<Val> = ty
+            .params()
+            .zip(args.iter().chain(std::iter::repeat(&0)))
+            .map(|(ty, &a)| {
+                if ty.is_i64() {
+                    Val::I64(a)
+                } else {
+                    Val::I32(a as i32)
+                }
+            })
+            .collect();
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        self.store
+            .set_epoch_deadline(self.module.runtime.deadline_ticks());
+        if let Err(error) = func.call(&mut self.store, &params, &mut results) {
+            return Err(self.recover("call_raw", error));
+        }
+        Ok(match results.first() {
+            Some(Val::I64(v)) => *v,
+            Some(Val::I32(v)) => i64::from(*v),
+            _ => 0,
+        })
+    }
+
+    /// Copies `bytes` into the guest, calls `name(ptr, len)`, frees them (for conformance tests).
+    pub fn call_with_bytes(&mut self, name: &'static str, bytes: &[u8]) -> Result<i64, HostError> {
+        let func: fn(&Exports) -> &TypedFunc<(i32, i32), i32> = match name {
+            "pacer_configure" => |e| &e.configure,
+            "pacer_state_import" => |e| &e.state_import,
+            _ => return Err(HostError::Incompatible(format!("`{name}` takes no bytes"))),
+        };
+        let code = self.with_bytes(name, bytes, func)?;
+        if name == "pacer_configure" && code == 0 {
+            self.remember_config(&String::from_utf8_lossy(bytes));
+        }
+        Ok(i64::from(code))
+    }
+
+    /// The module's message for its last failed call.
+    pub fn last_error(&mut self) -> Result<String, HostError> {
+        let ptr = self.call("pacer_last_error_ptr", |e| &e.last_error_ptr, ())?;
+        let len = self.call("pacer_last_error_len", |e| &e.last_error_len, ())?;
+        let bytes = self.read_guest(ptr, usize::try_from(len).unwrap_or(0))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The environment behind the imports (to change a scripted one in tests).
+    pub fn environment_mut(&mut self) -> &mut dyn Environment {
+        self.store.data_mut().environment.as_mut()
+    }
+
+    fn remember_config(&mut self, json: &str) {
+        let limiters = serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|config| config.get("limiters")?.as_array().map(Vec::len));
+        self.limiters = limiters.unwrap_or(0);
+        self.config = Some(json.to_string());
+    }
+
+    fn decide<P: WasmParams, R: WasmResults + Into<i64>>(
+        &mut self,
+        name: &'static str,
+        func: fn(&Exports) -> &TypedFunc<P, R>,
+        args: P,
+    ) -> Result<Nanos, HostError> {
+        self.maybe_checkpoint()?;
+        let value = self.call(name, func, args)?.into();
+        self.check(value)
+    }
+
+    fn call<P: WasmParams, R: WasmResults>(
+        &mut self,
+        name: &'static str,
+        func: fn(&Exports) -> &TypedFunc<P, R>,
+        args: P,
+    ) -> Result<R, HostError> {
+        self.store
+            .set_epoch_deadline(self.module.runtime.deadline_ticks());
+        match func(&self.exports).call(&mut self.store, args) {
+            Ok(result) => Ok(result),
+            Err(error) => Err(self.recover(name, error)),
+        }
+    }
+
+    /// A negative return is the module's error code; its message says why.
+    fn check(&mut self, value: i64) -> Result<Nanos, HostError> {
+        match u64::try_from(value) {
+            Ok(ok) => Ok(ok),
+            Err(_) => {
+                let message = self.last_error().unwrap_or_default();
+                Err(HostError::Policy {
+                    code: i32::try_from(value).unwrap_or(i32::MIN),
+                    message,
+                })
+            }
+        }
+    }
+
+    fn with_bytes(
+        &mut self,
+        name: &'static str,
+        bytes: &[u8],
+        func: fn(&Exports) -> &TypedFunc<(i32, i32), i32>,
+    ) -> Result<i32, HostError> {
+        let len = i32::try_from(bytes.len()).map_err(|_| HostError::Policy {
+            code: -5,
+            message: format!("{name}: input of {} bytes is too large", bytes.len()),
+        })?;
+        let ptr = if len == 0 {
+            0
+        } else {
+            self.call("pacer_alloc", |e| &e.alloc, len)?
+        };
+        if len > 0 && ptr == 0 {
+            return Err(HostError::Policy {
+                code: -5,
+                message: format!("{name}: the module could not allocate {len} bytes"),
+            });
+        }
+        let memory = self.exports.memory;
+        if memory
+            .write(&mut self.store, ptr as u32 as usize, bytes)
+            .is_err()
+        {
+            return Err(HostError::Incompatible(format!(
+                "pacer_alloc returned {ptr}, outside its memory"
+            )));
+        }
+        let result = self.call(name, func, (ptr, len));
+        if len > 0 {
+            self.call("pacer_dealloc", |e| &e.dealloc, (ptr, len))?;
+        }
+        result
+    }
+
+    fn read_guest(&mut self, ptr: i32, len: usize) -> Result<Vec<u8>, HostError> {
+        let mut bytes = vec![0; len];
+        self.exports
+            .memory
+            .read(&self.store, ptr as u32 as usize, &mut bytes)
+            .map_err(|_| {
+                HostError::Incompatible(format!(
+                    "the module pointed outside its memory ({ptr}, {len})"
+                ))
+            })?;
+        Ok(bytes)
+    }
+
+    fn maybe_checkpoint(&mut self) -> Result<(), HostError> {
+        self.decisions_since_checkpoint += 1;
+        if self.decisions_since_checkpoint >= CHECKPOINT_EVERY {
+            self.take_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn take_checkpoint(&mut self) -> Result<(), HostError> {
+        self.decisions_since_checkpoint = 0;
+        if self.config.is_some() {
+            self.checkpoint = Some(self.snapshot()?);
+        }
+        Ok(())
+    }
+
+    /// After a trap or timeout: a new instance, the last config, the last good snapshot.
+    fn recover(&mut self, call: &'static str, error: wasmtime::Error) -> HostError {
+        let reason = match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                format!(
+                    "no answer within {:?}",
+                    self.module.runtime.options().call_timeout
+                )
+            }
+            Some(trap) => trap.to_string(),
+            None => format!("{error:#}"),
+        };
+        tracing::warn!(call, %reason, "policy module trapped; restarting it from its last snapshot");
+        let environment = self.take_environment();
+        match instantiate(&self.module, environment) {
+            Err((error, environment)) => {
+                self.store.data_mut().environment = environment;
+                tracing::error!(%error, "could not restart the policy module");
+            }
+            Ok((store, exports)) => {
+                self.store = store;
+                self.exports = exports;
+                if let Some(config) = self.config.clone() {
+                    let restored =
+                        self.configure(&config)
+                            .and_then(|()| match self.checkpoint.clone() {
+                                Some(snapshot) => self.restore(&snapshot),
+                                None => Ok(()),
+                            });
+                    if let Err(error) = restored {
+                        tracing::error!(%error, "could not restore the policy after a trap");
+                    }
+                }
+            }
+        }
+        HostError::Trapped { call, reason }
+    }
+
+    fn take_environment(&mut self) -> Box<dyn Environment> {
+        std::mem::replace(&mut self.store.data_mut().environment, placeholder())
+    }
+}
+
+/// A new store and instance; on failure the environment comes back with the error.
+fn instantiate(
+    module: &PolicyModule,
+    environment: Box<dyn Environment>,
+) -> Result<(Store<HostState>, Exports), (HostError, Box<dyn Environment>)> {
+    let mut store = module.runtime.store(environment);
+    let bound = module
+        .pre
+        .instantiate(&mut store)
+        .and_then(|instance| Exports::bind(&mut store, instance));
+    match bound {
+        Ok(exports) => Ok((store, exports)),
+        Err(error) => {
+            let environment = std::mem::replace(&mut store.data_mut().environment, placeholder());
+            Err((
+                HostError::Incompatible(format!("instantiation failed: {error:#}")),
+                environment,
+            ))
+        }
+    }
+}
+
+/// Stands in for the environment while it moves between stores.
+fn placeholder() -> Box<dyn Environment> {
+    Box::new(ScriptedEnvironment::new())
+}
+
+fn arg(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}

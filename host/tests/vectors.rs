@@ -1,0 +1,123 @@
+//! The shared vectors (`tests/vectors/*.json`) against the real `dist/pacer.wasm` in wasmtime:
+//! results identical to the native core's.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use pacer_host::{Policy, Runtime, SandboxOptions, ScriptedEnvironment};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn module_path() -> PathBuf {
+    let path = root().join("dist/pacer.wasm");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make wasm` (make test does)",
+        path.display()
+    );
+    path
+}
+
+fn int(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an integer, got {value}"))
+}
+
+#[test]
+fn every_vector_replays_identically_in_wasmtime() {
+    let runtime = Runtime::new(SandboxOptions::default()).expect("engine");
+    let module = runtime
+        .load_file(&module_path())
+        .expect("dist/pacer.wasm loads");
+    let mut files: Vec<_> = fs::read_dir(root().join("tests/vectors"))
+        .expect("vectors")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    for file in files {
+        let vector: Value =
+            serde_json::from_str(&fs::read_to_string(&file).expect("readable")).expect("JSON");
+        let environment = ScriptedEnvironment::new();
+        let mut policy = Policy::new(&module, Box::new(environment.clone())).expect("instance");
+        let mut saved: Vec<u8> = Vec::new();
+        for (i, step) in vector["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .enumerate()
+        {
+            let at = format!("{} step {i} ({})", file.display(), step["call"]);
+            if let Some(now) = step.get("now_ns") {
+                environment.update(|s| s.now_ns = int(now));
+            }
+            if let Some(memory) = step.get("memory") {
+                environment.update(|s| {
+                    (s.memory_used, s.memory_limit) = (int(&memory[0]), int(&memory[1]))
+                });
+            }
+            let name = step["call"].as_str().expect("call");
+            let result = match name {
+                "restart" => {
+                    policy = Policy::new(&module, Box::new(environment.clone())).expect("instance");
+                    continue;
+                }
+                "pacer_configure" => {
+                    let text = match &step["config"] {
+                        Value::String(raw) => raw.clone(),
+                        config => config.to_string(),
+                    };
+                    policy.call_with_bytes("pacer_configure", text.as_bytes())
+                }
+                "pacer_state_export" => {
+                    let len = policy.call_raw(name, &[]).expect("no trap");
+                    if len >= 0 {
+                        let ptr = policy.call_raw("pacer_state_ptr", &[]).expect("no trap");
+                        assert!(ptr > 0, "{at}");
+                        saved = policy.snapshot().expect("snapshot");
+                        assert_eq!(saved.len() as i64, len, "{at}");
+                    }
+                    Ok(len)
+                }
+                "pacer_state_import" => {
+                    let mut bytes = saved.clone();
+                    if let Some(n) = step.get("flip_byte") {
+                        bytes[int(n) as usize] ^= 0xff;
+                    }
+                    if let Some(n) = step.get("truncate") {
+                        bytes.truncate(int(n) as usize);
+                    }
+                    policy.call_with_bytes("pacer_state_import", &bytes)
+                }
+                _ => {
+                    let args: Vec<i64> = step.get("args").map_or(Vec::new(), |a| {
+                        a.as_array().expect("args").iter().map(int).collect()
+                    });
+                    policy.call_raw(name, &args)
+                }
+            };
+            let result = result.unwrap_or_else(|e| panic!("{at}: {e}"));
+            if let Some(expected) = step.get("expect") {
+                let message = policy.last_error().unwrap_or_default();
+                assert_eq!(result, int(expected), "{at}: {message}");
+            }
+            if let Some(error) = step.get("error").and_then(Value::as_str) {
+                let message = policy.last_error().expect("last error");
+                assert!(message.contains(error), "{at}: {message:?} lacks {error:?}");
+            }
+        }
+        if let Some(calls) = vector.get("random_fill_calls") {
+            assert_eq!(
+                environment.get().random_fill_calls as i64,
+                int(calls),
+                "{}",
+                file.display()
+            );
+        }
+    }
+}
