@@ -471,12 +471,12 @@ impl Policy {
                 self.store = store;
                 self.exports = exports;
                 if let Some(config) = self.config.clone() {
-                    let restored =
-                        self.configure(&config)
-                            .and_then(|()| match self.checkpoint.clone() {
-                                Some(snapshot) => self.restore(&snapshot),
-                                None => Ok(()),
-                            });
+                    // Configuring takes a checkpoint of its own: keep the last good one first.
+                    let last_good = self.checkpoint.take();
+                    let restored = self.configure(&config).and_then(|()| match &last_good {
+                        Some(snapshot) => self.restore(snapshot),
+                        None => Ok(()),
+                    });
                     if let Err(error) = restored {
                         tracing::error!(%error, "could not restore the policy after a trap");
                     }

@@ -260,9 +260,15 @@ impl Runtime {
             }
         }
         let module = compile()?;
-        if let Ok(serialized) = module.serialize() {
-            // A cache that cannot be written only costs the next load a compile.
-            let _ = write_atomically(dir, &path, &serialized);
+        // A cache that cannot be written only costs the next load a compile.
+        let cached = module
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|serialized| {
+                write_atomically(dir, &path, &serialized).map_err(|e| e.to_string())
+            });
+        if let Err(error) = cached {
+            tracing::warn!(path = %path.display(), %error, "could not cache the compiled module");
         }
         Ok((module, false))
     }

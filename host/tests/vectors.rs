@@ -29,7 +29,12 @@ fn int(value: &Value) -> i64 {
 
 #[test]
 fn every_vector_replays_identically_in_wasmtime() {
-    let runtime = Runtime::new(SandboxOptions::default()).expect("engine");
+    let cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("pacer-cache"));
+    let runtime = Runtime::new(SandboxOptions {
+        cache_dir,
+        ..SandboxOptions::default()
+    })
+    .expect("engine");
     let module = runtime
         .load_file(&module_path())
         .expect("dist/pacer.wasm loads");
