@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
-.PHONY: run test bench setup npm fmt-check clippy wasm-check unit-tests doc wasm
+.PHONY: run test bench setup npm fmt-check clippy wasm-check unit-tests node-tests doc wasm
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -18,8 +18,9 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 run:
 	$(CARGO) run --quiet --release --example schedule
 
-## test: formatting, clippy (native + wasm32), all tests and doctests, docs
-test: setup fmt-check clippy wasm-check unit-tests doc
+## test: formatting, clippy (native + wasm32), the module, all Rust tests and doctests (the
+## host's replay dist/pacer.wasm in wasmtime), the Node conformance runner, docs
+test: setup fmt-check clippy wasm-check wasm unit-tests node-tests doc
 
 ## setup: the wasm32 target (asks rustup only when it is missing)
 setup:
@@ -51,12 +52,17 @@ clippy: setup
 wasm-check: setup
 	$(CARGO) build -p pacer --target $(WASM_TARGET) --locked
 
-unit-tests:
+unit-tests: wasm
 	$(CARGO) test --workspace --locked
+
+## node-tests: the shared vectors and hostile inputs on Node's own WebAssembly engine
+node-tests: wasm
+	node --test tests/node/
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 
 ## bench: criterion benchmarks, pacer side by side with governor (see BENCHMARKS.md)
-bench:
+bench: wasm
 	$(CARGO) bench --bench decisions --locked
+	$(CARGO) bench -p pacer-host --bench hosted --locked

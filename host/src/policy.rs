@@ -94,10 +94,7 @@ impl Policy {
         Policy::try_new(module, environment).map_err(|(error, _)| error)
     }
 
-    fn try_new(
-        module: &PolicyModule,
-        environment: Box<dyn Environment>,
-    ) -> Result<Policy, (HostError, Box<dyn Environment>)> {
+    fn try_new(module: &PolicyModule, environment: Box<dyn Environment>) -> Result<Policy, Failed> {
         let (store, exports) = instantiate(module, environment)?;
         Ok(Policy {
             module: module.clone(),
@@ -491,11 +488,14 @@ impl Policy {
     }
 }
 
+/// A failed instantiation: the error, and the environment handed back.
+type Failed = (HostError, Box<dyn Environment>);
+
 /// A new store and instance; on failure the environment comes back with the error.
 fn instantiate(
     module: &PolicyModule,
     environment: Box<dyn Environment>,
-) -> Result<(Store<HostState>, Exports), (HostError, Box<dyn Environment>)> {
+) -> Result<(Store<HostState>, Exports), Failed> {
     let mut store = module.runtime.store(environment);
     let bound = module
         .pre

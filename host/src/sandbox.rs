@@ -70,6 +70,14 @@ pub struct PolicyModule {
     pub info: ModuleInfo,
 }
 
+impl PolicyModule {
+    /// The pre-linked module: `instance_pre().instantiate(&mut runtime.store(..))` is the
+    /// cheapest way to a raw instance.
+    pub fn instance_pre(&self) -> &InstancePre<HostState> {
+        &self.pre
+    }
+}
+
 /// A module's identity as seen at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
@@ -273,8 +281,9 @@ impl Runtime {
         Ok((module, false))
     }
 
-    /// A store with this runtime's limits and a fresh call deadline.
-    pub(crate) fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
+    /// A store with this runtime's limits and a fresh call deadline (for hosts that drive raw
+    /// instances; [`crate::Policy`] does this for you).
+    pub fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.options.memory_limit_bytes)
             .instances(1)

@@ -1,0 +1,131 @@
+//! The policy hosted in wasmtime vs the native core vs governor, all on real clocks; then
+//! instantiation (pooled or not) and loading (compile vs the cache).
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use governor::{Quota as GovernorQuota, RateLimiter};
+use pacer::{Config, LimiterConfig, MemoryReading};
+use pacer_host::{Policy, PolicyModule, Runtime, SandboxOptions, SystemEnvironment};
+
+/// One token per ns: every check is admitted on either side, whatever the call costs.
+const CONFIG: &str =
+    r#"{"seed":1,"limiters":[{"name":"bench","tokens_per_hour":3.6e12,"burst":1000000}]}"#;
+
+fn module_bytes() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/pacer.wasm"))
+        .expect("dist/pacer.wasm (run `make wasm`)")
+}
+
+fn runtime(pooling: bool, cache: bool) -> Runtime {
+    let cache_dir =
+        cache.then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache"));
+    Runtime::new(SandboxOptions {
+        pooling,
+        cache_dir,
+        ..SandboxOptions::default()
+    })
+    .expect("engine")
+}
+
+fn hosted(module: &PolicyModule) -> Policy {
+    let mut policy = Policy::new(module, Box::new(SystemEnvironment::detect())).expect("instance");
+    policy.configure(CONFIG).expect("config");
+    policy
+}
+
+fn native() -> pacer::Policy {
+    let mut limiter = LimiterConfig::new("bench", 3.6e12);
+    limiter.burst = Some(1_000_000);
+    let mut config = Config::new(vec![limiter]);
+    config.seed = Some(1);
+    pacer::Policy::new(config).expect("config")
+}
+
+fn decisions(c: &mut Criterion) {
+    let runtime = runtime(true, true);
+    let module = runtime.load(&module_bytes()).expect("module");
+    let clock = quanta::Clock::new();
+    let origin = clock.now();
+    let now = || clock.now().duration_since(origin).as_nanos() as u64;
+
+    let mut group = c.benchmark_group("try_acquire_real_clock");
+    group.bench_function("hosted_wasm", |b| {
+        let mut policy = hosted(&module);
+        b.iter(|| black_box(policy.try_acquire(0, black_box(1))))
+    });
+    group.bench_function("native", |b| {
+        let mut policy = native();
+        b.iter(|| black_box(policy.try_acquire(now(), 0, black_box(1))))
+    });
+    group.bench_function("governor", |b| {
+        let rate = NonZeroU32::new(1_000_000_000).expect("non-zero");
+        let limiter = RateLimiter::direct(
+            GovernorQuota::per_second(rate)
+                .allow_burst(NonZeroU32::new(1_000_000).expect("non-zero")),
+        );
+        b.iter(|| black_box(limiter.check()))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("next_delay_real_clock");
+    group.bench_function("hosted_wasm", |b| {
+        let mut policy = hosted(&module);
+        b.iter(|| black_box(policy.next_delay(0, 1, black_box(Duration::ZERO))))
+    });
+    group.bench_function("native", |b| {
+        let mut policy = native();
+        let memory = MemoryReading::new(1 << 30, 4 << 30);
+        b.iter(|| black_box(policy.next_delay(now(), memory, 0, 1, black_box(0))))
+    });
+    group.finish();
+}
+
+fn instantiation(c: &mut Criterion) {
+    let bytes = module_bytes();
+    let mut group = c.benchmark_group("instantiate");
+    for (name, pooling) in [("pooled", true), ("on_demand", false)] {
+        let runtime = runtime(pooling, true);
+        let module = runtime.load(&bytes).expect("module");
+        group.bench_function(format!("{name}_instance_pre"), |b| {
+            b.iter(|| {
+                let mut store = runtime.store(Box::new(pacer_host::ScriptedEnvironment::new()));
+                black_box(
+                    module
+                        .instance_pre()
+                        .instantiate(&mut store)
+                        .expect("instance"),
+                );
+            })
+        });
+        group.bench_function(format!("{name}_policy_handle"), |b| {
+            b.iter(|| {
+                black_box(
+                    Policy::new(&module, Box::new(pacer_host::ScriptedEnvironment::new()))
+                        .expect("instance"),
+                )
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("load_module");
+    group.sample_size(10);
+    let uncached = runtime(true, false);
+    group.bench_function("compile_and_check", |b| {
+        b.iter(|| black_box(uncached.load(&bytes).expect("module")))
+    });
+    let cached = runtime(true, true);
+    cached.load(&bytes).expect("warms the cache");
+    group.bench_function("from_cache_and_check", |b| {
+        b.iter(|| black_box(cached.load(&bytes).expect("module")))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decisions, instantiation);
+criterion_main!(benches);

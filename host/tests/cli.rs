@@ -1,0 +1,66 @@
+//! `pacer check`, run as a user would.
+
+use std::path::Path;
+use std::process::Command;
+
+fn pacer(args: &[&str]) -> (bool, String, String) {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    let output = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("pacer runs");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+#[test]
+fn check_describes_a_good_module() {
+    let (ok, stdout, stderr) = pacer(&["check", "dist/pacer.wasm"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("pacer ABI v1 module"), "{stdout}");
+    assert!(stdout.contains("imports:  pacer."), "{stdout}");
+    assert!(stdout.contains("try_acquire(1)    admitted"), "{stdout}");
+    assert!(
+        stdout.contains("wait 20.000 s"),
+        "90/h, half of burst 3: 0.5 token short = 20 s\n{stdout}"
+    );
+    assert!(stdout.contains("pressure"), "{stdout}");
+}
+
+#[test]
+fn check_fails_clearly_on_bad_input() {
+    let config = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-config.json");
+    std::fs::write(
+        &config,
+        r#"{"limiters":[{"name":"a","tokens_per_hour":1,"burst":0}]}"#,
+    )
+    .expect("write");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["check", "Cargo.toml"],
+            "Cargo.toml: not a WebAssembly module",
+        ),
+        (&["check", "no/such.wasm"], "no/such.wasm: No such file"),
+        (
+            &[
+                "check",
+                "dist/pacer.wasm",
+                "--config",
+                config.to_str().expect("utf-8"),
+            ],
+            "limiters[0].burst: must be an integer from 1",
+        ),
+        (&["check"], "Usage"),
+    ];
+    for (args, expected) in cases {
+        let (ok, _, stderr) = pacer(args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
