@@ -52,11 +52,6 @@ pub mod quota;
 pub mod random;
 pub mod snapshot;
 
-/// The README's example, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
-
 pub use backoff::{BackoffSettings, Breaker, Circuit, Outcome};
 pub use clock::{Clock, FakeClock, HighWater, Nanos};
 pub use config::{Config, LimiterConfig};

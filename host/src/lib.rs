@@ -17,6 +17,11 @@
 //! # Ok::<(), pacer_host::HostError>(())
 //! ```
 
+/// The README's examples (core and host), compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 mod environment;
 mod error;
 pub mod memory;

@@ -293,8 +293,7 @@ impl Policy {
             })
             .collect();
         let mut results = vec![Val::I32(0); ty.results().len()];
-        self.store
-            .set_epoch_deadline(self.module.runtime.deadline_ticks());
+        self.store.data_mut().start_call();
         if let Err(error) = func.call(&mut self.store, &params, &mut results) {
             return Err(self.recover("call_raw", error));
         }
@@ -357,8 +356,7 @@ impl Policy {
         func: fn(&Exports) -> &TypedFunc<P, R>,
         args: P,
     ) -> Result<R, HostError> {
-        self.store
-            .set_epoch_deadline(self.module.runtime.deadline_ticks());
+        self.store.data_mut().start_call();
         match func(&self.exports).call(&mut self.store, args) {
             Ok(result) => Ok(result),
             Err(error) => Err(self.recover(name, error)),

@@ -9,7 +9,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{
     Caller, Config, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre, Linker,
-    Module, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, ValType,
+    Module, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    ValType,
 };
 
 use crate::environment::Environment;
@@ -47,10 +48,14 @@ impl Default for SandboxOptions {
     }
 }
 
-/// What the store of every instance carries: its limits and the import values.
+/// What the store of every instance carries: its limits, the import values, and the epoch
+/// ticks seen by the call in progress.
 pub struct HostState {
     limits: StoreLimits,
     pub(crate) environment: Box<dyn Environment>,
+    /// Reset to 0 as each call starts; the call is interrupted once it passes `deadline_ticks`.
+    pub(crate) ticks_in_call: u64,
+    deadline_ticks: u64,
 }
 
 /// A wasmtime engine set up for pacer modules, with the imports linked.
@@ -68,6 +73,14 @@ pub struct PolicyModule {
     pub(crate) pre: InstancePre<HostState>,
     /// What the checks found.
     pub info: ModuleInfo,
+}
+
+impl HostState {
+    /// Starts the deadline of the next call (cheap: a plain write).
+    #[inline]
+    pub fn start_call(&mut self) {
+        self.ticks_in_call = 0;
+    }
 }
 
 impl PolicyModule {
@@ -281,29 +294,37 @@ impl Runtime {
         Ok((module, false))
     }
 
-    /// A store with this runtime's limits and a fresh call deadline (for hosts that drive raw
-    /// instances; [`crate::Policy`] does this for you).
+    /// A store with this runtime's memory limit and call deadline (for hosts that drive raw
+    /// instances; [`crate::Policy`] does this for you). Before each call, start its deadline
+    /// with [`HostState::start_call`].
     pub fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.options.memory_limit_bytes)
             .instances(1)
             .build();
-        let mut store = Store::new(
-            &self.engine,
-            HostState {
-                limits,
-                environment,
-            },
-        );
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
-        store
-    }
-
-    /// The call timeout in epoch ticks (at least one).
-    pub(crate) fn deadline_ticks(&self) -> u64 {
         let ticks = self.options.call_timeout.as_nanos() / EPOCH_TICK.as_nanos();
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+        let deadline_ticks = u64::try_from(ticks).unwrap_or(u64::MAX).max(1);
+        let state = HostState {
+            limits,
+            environment,
+            ticks_in_call: 0,
+            deadline_ticks,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Rather than set a deadline before every call (an atomic read of the engine's epoch),
+        // count the ticks a call sees: the callback runs at most once per tick while wasm runs.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            state.ticks_in_call += 1;
+            Ok(if state.ticks_in_call > state.deadline_ticks {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        store
     }
 }
 

@@ -21,10 +21,44 @@ fn module_path() -> PathBuf {
     path
 }
 
+/// An engine with a compile cache shared by these tests.
+fn runtime() -> Runtime {
+    let cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("pacer-cache"));
+    Runtime::new(SandboxOptions {
+        cache_dir,
+        ..SandboxOptions::default()
+    })
+    .expect("engine")
+}
+
 fn int(value: &Value) -> i64 {
     value
         .as_i64()
         .unwrap_or_else(|| panic!("expected an integer, got {value}"))
+}
+
+#[test]
+fn the_module_imports_exactly_the_five_pacer_functions() {
+    let module = runtime()
+        .load_file(&module_path())
+        .expect("dist/pacer.wasm loads");
+    let mut imports = module.info.imports.clone();
+    imports.sort();
+    assert_eq!(
+        imports,
+        [
+            "pacer.log",
+            "pacer.memory_limit",
+            "pacer.memory_used",
+            "pacer.now_ns",
+            "pacer.random_fill"
+        ]
+    );
+    let size = fs::metadata(module_path()).expect("size").len();
+    assert!(
+        size <= 96 * 1024,
+        "dist/pacer.wasm is {size} bytes; the budget is 96 KiB"
+    );
 }
 
 #[test]
