@@ -58,6 +58,16 @@ fn decisions(c: &mut Criterion) {
         let mut policy = hosted(&module);
         b.iter(|| black_box(policy.try_acquire(0, black_box(1))))
     });
+    // The floor of any hosted decision: one typed call into wasm that does nothing.
+    group.bench_function("hosted_empty_call", |b| {
+        let mut store = runtime.store(Box::new(SystemEnvironment::detect()));
+        let instance = module.instance_pre().instantiate(&mut store).expect("instance");
+        let version = instance.get_typed_func::<(), i32>(&mut store, "pacer_abi_version").expect("export");
+        b.iter(|| {
+            store.data_mut().start_call();
+            black_box(version.call(&mut store, ()))
+        })
+    });
     group.bench_function("native", |b| {
         let mut policy = native();
         b.iter(|| black_box(policy.try_acquire(now(), 0, black_box(1))))
