@@ -33,6 +33,16 @@ fn governor_quota() -> GovernorQuota {
     GovernorQuota::per_second(rate).allow_burst(NonZeroU32::new(100).expect("non-zero"))
 }
 
+/// governor's admitted check, its clock advanced by one interval per iteration.
+fn governor_admitted_check(b: &mut criterion::Bencher) {
+    let clock = FakeRelativeClock::default();
+    let limiter = RateLimiter::direct_with_clock(governor_quota(), clock.clone());
+    b.iter(|| {
+        clock.advance(Duration::from_nanos(INTERVAL_NS));
+        black_box(limiter.check())
+    })
+}
+
 fn try_acquire(c: &mut Criterion) {
     let mut group = c.benchmark_group("try_acquire");
     group.bench_function("pacer", |b| {
@@ -43,14 +53,7 @@ fn try_acquire(c: &mut Criterion) {
             black_box(limiter.try_acquire(clock.now(), black_box(1)))
         })
     });
-    group.bench_function("governor", |b| {
-        let clock = FakeRelativeClock::default();
-        let limiter = RateLimiter::direct_with_clock(governor_quota(), clock.clone());
-        b.iter(|| {
-            clock.advance(Duration::from_nanos(INTERVAL_NS));
-            black_box(limiter.check())
-        })
-    });
+    group.bench_function("governor", governor_admitted_check);
     group.finish();
 
     // The refusal path: an exhausted bucket on a frozen clock. pacer computes the exact wait;
@@ -143,14 +146,7 @@ fn policy_calls(c: &mut Criterion) {
             black_box(limiter.reserve(clock.now(), black_box(1)))
         })
     });
-    group.bench_function("governor_check", |b| {
-        let clock = FakeRelativeClock::default();
-        let limiter = RateLimiter::direct_with_clock(governor_quota(), clock.clone());
-        b.iter(|| {
-            clock.advance(Duration::from_nanos(INTERVAL_NS));
-            black_box(limiter.check())
-        })
-    });
+    group.bench_function("governor_check", governor_admitted_check);
     group.finish();
 
     let mut group = c.benchmark_group("jitter");

@@ -61,8 +61,13 @@ fn decisions(c: &mut Criterion) {
     // The floor of any hosted decision: one typed call into wasm that does nothing.
     group.bench_function("hosted_empty_call", |b| {
         let mut store = runtime.store(Box::new(SystemEnvironment::detect()));
-        let instance = module.instance_pre().instantiate(&mut store).expect("instance");
-        let version = instance.get_typed_func::<(), i32>(&mut store, "pacer_abi_version").expect("export");
+        let instance = module
+            .instance_pre()
+            .instantiate(&mut store)
+            .expect("instance");
+        let version = instance
+            .get_typed_func::<(), i32>(&mut store, "pacer_abi_version")
+            .expect("export");
         b.iter(|| {
             store.data_mut().start_call();
             black_box(version.call(&mut store, ()))

@@ -1,11 +1,14 @@
 //! Hostile and broken modules: each ends in a clear error within a bounded time, and the host
 //! keeps serving decisions afterwards.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pacer::Decision;
-use pacer_host::{HostError, Policy, PolicyModule, Runtime, SandboxOptions, ScriptedEnvironment};
+use pacer_host::{HostError, Policy, Runtime, ScriptedEnvironment};
+
+mod common;
+
+use common::{module_path, real_module, runtime};
 
 /// Generous: a hung call would take forever; a correct one ends after the 100 ms deadline.
 const BOUND: Duration = Duration::from_secs(10);
@@ -46,23 +49,6 @@ fn stub(edit: impl FnOnce(String) -> String) -> Vec<u8> {
 }
 
 const CONFIG: &str = r#"{"limiters":[{"name":"a","tokens_per_hour":3600}]}"#;
-
-fn runtime() -> Runtime {
-    // A shared compile cache: the real module compiles once for all these tests.
-    let cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("pacer-cache"));
-    Runtime::new(SandboxOptions {
-        cache_dir,
-        ..SandboxOptions::default()
-    })
-    .expect("engine")
-}
-
-fn real_module(runtime: &Runtime) -> PolicyModule {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/pacer.wasm");
-    runtime
-        .load_file(&path)
-        .expect("dist/pacer.wasm (run `make wasm`)")
-}
 
 /// A working policy on the same runtime still decides.
 fn still_serving(runtime: &Runtime) {
@@ -257,12 +243,8 @@ fn a_reload_carries_state_and_a_bad_module_leaves_the_old_one_in_service() {
     policy.reserve(0, 4).expect("reserve");
     assert_eq!(policy.available_milli(0).expect("milli"), 1000);
     // Same ABI, freshly compiled: state crosses over.
-    let again = runtime
-        .load(
-            &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/pacer.wasm"))
-                .expect("read"),
-        )
-        .expect("load");
+    let bytes = std::fs::read(module_path()).expect("read");
+    let again = runtime.load(&bytes).expect("load");
     policy.reload(&again).expect("reload");
     assert_eq!(policy.available_milli(0).expect("milli"), 1000);
     // A module that cannot take the config stays out; the old one keeps serving, clock and all.

@@ -4,31 +4,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use pacer_host::{Policy, Runtime, SandboxOptions, ScriptedEnvironment};
+use pacer_host::{Policy, ScriptedEnvironment};
 use serde_json::Value;
+
+mod common;
+
+use common::{module_path, real_module, runtime};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn module_path() -> PathBuf {
-    let path = root().join("dist/pacer.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make wasm` (make test does)",
-        path.display()
-    );
-    path
-}
-
-/// An engine with a compile cache shared by these tests.
-fn runtime() -> Runtime {
-    let cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("pacer-cache"));
-    Runtime::new(SandboxOptions {
-        cache_dir,
-        ..SandboxOptions::default()
-    })
-    .expect("engine")
 }
 
 fn int(value: &Value) -> i64 {
@@ -63,15 +47,8 @@ fn the_module_imports_exactly_the_five_pacer_functions() {
 
 #[test]
 fn every_vector_replays_identically_in_wasmtime() {
-    let cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("pacer-cache"));
-    let runtime = Runtime::new(SandboxOptions {
-        cache_dir,
-        ..SandboxOptions::default()
-    })
-    .expect("engine");
-    let module = runtime
-        .load_file(&module_path())
-        .expect("dist/pacer.wasm loads");
+    let runtime = runtime();
+    let module = real_module(&runtime);
     let mut files: Vec<_> = fs::read_dir(root().join("tests/vectors"))
         .expect("vectors")
         .map(|e| e.expect("entry").path())
