@@ -66,3 +66,4 @@ doc:
 bench: wasm
 	$(CARGO) bench --bench decisions --locked
 	$(CARGO) bench -p pacer-host --bench hosted --locked
+	$(CARGO) bench -p pacer-host --bench pool --locked

@@ -25,10 +25,14 @@ pub struct ReadmeDoctests;
 mod environment;
 mod error;
 pub mod memory;
+pub mod origin;
+pub mod pipeline;
 mod policy;
+pub mod pool;
 mod sandbox;
 
 pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironment};
 pub use error::HostError;
 pub use policy::Policy;
+pub use pool::{BufferPool, PoolStats, PooledBuffer};
 pub use sandbox::{HostState, ModuleInfo, PolicyModule, Runtime, SandboxOptions};

@@ -32,6 +32,7 @@ struct Exports {
     retry_in: TypedFunc<i32, i64>,
     jitter: TypedFunc<(i64, i32), i64>,
     pressure: TypedFunc<(), i32>,
+    should_throttle: TypedFunc<(), i32>,
     pool_target: TypedFunc<i32, i32>,
     state_export: TypedFunc<(), i32>,
     state_ptr: TypedFunc<(), i32>,
@@ -64,6 +65,7 @@ impl Exports {
             retry_in: typed!("pacer_retry_in_ns"),
             jitter: typed!("pacer_jitter_ns"),
             pressure: typed!("pacer_pressure"),
+            should_throttle: typed!("pacer_should_throttle"),
             pool_target: typed!("pacer_pool_target"),
             state_export: typed!("pacer_state_export"),
             state_ptr: typed!("pacer_state_ptr"),
@@ -223,6 +225,11 @@ impl Policy {
         let level = self.call("pacer_pressure", |e| &e.pressure, ())?;
         Level::from_code(u8::try_from(level).unwrap_or(u8::MAX))
             .ok_or_else(|| HostError::Incompatible(format!("pacer_pressure() returned {level}")))
+    }
+
+    /// Reads memory now: true while pressure is High (start nothing new).
+    pub fn should_throttle(&mut self) -> Result<bool, HostError> {
+        Ok(self.call("pacer_should_throttle", |e| &e.should_throttle, ())? == 1)
     }
 
     /// Idle buffers a pool of at most `max_buffers` should keep now.

@@ -1,0 +1,370 @@
+//! The embedded origin: a real HTTP/1.1 server on 127.0.0.1 serving a synthetic catalogue.
+//!
+//! `GET /index.json` lists the files (`name`, `size`, `sha256`); `GET /files/<name>` serves
+//! each, with deterministic bytes. File requests are limited per client (the `X-Client` header,
+//! else the peer address) by the origin's own token bucket, which answers 429 with
+//! `Retry-After` (whole seconds, rounded up). Faults can be switched on: 503s, connections
+//! reset mid-body, slow bodies.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pacer::{Decision, KeyedLimiter, Quota};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// How the origin behaves.
+#[derive(Debug, Clone)]
+pub struct OriginOptions {
+    /// Files in the catalogue.
+    pub files: usize,
+    /// Bytes per file.
+    pub file_size_bytes: u64,
+    /// Seeds the file contents.
+    pub seed: u64,
+    /// File requests allowed per client per hour.
+    pub tokens_per_hour: f64,
+    /// Requests a client may make at once.
+    pub burst: u32,
+    /// Share of file requests answered 503.
+    pub error_rate: f64,
+    /// Share of file responses cut off halfway (the connection is reset).
+    pub reset_rate: f64,
+    /// Bodies are sent no faster than this (bytes per second), when set.
+    pub slow_bytes_per_second: Option<u64>,
+}
+
+impl Default for OriginOptions {
+    /// 60 files of 2 MiB, one request per second per client with a burst of 3: about a minute.
+    fn default() -> Self {
+        OriginOptions {
+            files: 60,
+            file_size_bytes: 2 << 20,
+            seed: 1,
+            tokens_per_hour: 3600.0,
+            burst: 3,
+            error_rate: 0.0,
+            reset_rate: 0.0,
+            slow_bytes_per_second: None,
+        }
+    }
+}
+
+/// What the origin has seen.
+#[derive(Debug, Default)]
+pub struct OriginStats {
+    /// File requests.
+    pub requests: AtomicU64,
+    /// 429s sent.
+    pub throttled: AtomicU64,
+    /// 503s sent.
+    pub errors: AtomicU64,
+    /// Bodies cut off.
+    pub resets: AtomicU64,
+    /// Bodies served in full.
+    pub served: AtomicU64,
+}
+
+/// One catalogue entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    size: u64,
+    sha256: String,
+    index: u64,
+}
+
+struct Shared {
+    options: OriginOptions,
+    entries: Vec<Entry>,
+    limiter: Mutex<KeyedLimiter<String>>,
+    started: Instant,
+    stats: Arc<OriginStats>,
+    faults: Mutex<u64>,
+}
+
+/// A running origin; dropping it stops the server.
+pub struct Origin {
+    address: SocketAddr,
+    stats: Arc<OriginStats>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Origin {
+    /// Starts serving on `127.0.0.1:port` (0 = any free port).
+    pub async fn start(options: OriginOptions, port: u16) -> std::io::Result<Origin> {
+        let quota = Quota::per_hour(options.tokens_per_hour)
+            .and_then(|q| q.with_burst(options.burst.max(1)))
+            .and_then(|q| q.with_initial(1.0))
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("origin limit: {e}"),
+                )
+            })?;
+        let entries = (0..options.files as u64)
+            .map(|index| {
+                let mut hasher = Sha256::new();
+                for_each_chunk(options.seed, index, options.file_size_bytes, |chunk| {
+                    hasher.update(chunk)
+                });
+                Entry {
+                    name: format!("item-{index:04}.bin"),
+                    size: options.file_size_bytes,
+                    sha256: format!("{:x}", hasher.finalize()),
+                    index,
+                }
+            })
+            .collect();
+        let stats = Arc::new(OriginStats::default());
+        let shared = Arc::new(Shared {
+            options,
+            entries,
+            limiter: Mutex::new(KeyedLimiter::new(quota, 10_000)),
+            started: Instant::now(),
+            stats: Arc::clone(&stats),
+            faults: Mutex::new(0x9e37_79b9_7f4a_7c15),
+        });
+        let app = Router::new()
+            .route("/index.json", get(index))
+            .route("/files/{name}", get(file))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let address = listener.local_addr()?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, service).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = served.await {
+                tracing::error!(%error, "origin stopped");
+            }
+        });
+        Ok(Origin {
+            address,
+            stats,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// What the origin has seen so far.
+    pub fn stats(&self) -> &OriginStats {
+        &self.stats
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+async fn index(State(shared): State<Arc<Shared>>) -> Response {
+    let files: Vec<_> = shared
+        .entries
+        .iter()
+        .map(|e| json!({ "name": e.name, "size": e.size, "sha256": e.sha256 }))
+        .collect();
+    axum::Json(json!({ "files": files })).into_response()
+}
+
+async fn file(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let stats = &shared.stats;
+    stats.requests.fetch_add(1, Relaxed);
+    let Some(entry) = shared.entries.iter().find(|e| e.name == name).cloned() else {
+        return (StatusCode::NOT_FOUND, format!("no file {name}\n")).into_response();
+    };
+    let client = headers
+        .get("x-client")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| peer.ip().to_string(), str::to_string);
+    let now = u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let decision = shared
+        .limiter
+        .lock()
+        .map_err(|_| ())
+        .and_then(|mut limiter| limiter.try_acquire(&client, now, 1).map_err(|_| ()));
+    match decision {
+        Ok(Decision::Admit) => {}
+        Ok(Decision::Wait(ns)) => {
+            stats.throttled.fetch_add(1, Relaxed);
+            let seconds = ns.div_ceil(1_000_000_000).max(1);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.to_string())],
+                "slow down\n",
+            )
+                .into_response();
+        }
+        Err(()) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "limiter unavailable\n").into_response();
+        }
+    }
+    let (fail, reset) = {
+        let mut state = shared
+            .faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (
+            chance(&mut state, shared.options.error_rate),
+            chance(&mut state, shared.options.reset_rate),
+        )
+    };
+    if fail {
+        stats.errors.fetch_add(1, Relaxed);
+        return (StatusCode::SERVICE_UNAVAILABLE, "injected fault\n").into_response();
+    }
+    let cut_at = reset.then_some(entry.size / 2);
+    if reset {
+        stats.resets.fetch_add(1, Relaxed);
+    } else {
+        stats.served.fetch_add(1, Relaxed);
+    }
+    let body = body_stream(
+        shared.options.seed,
+        entry,
+        cut_at,
+        shared.options.slow_bytes_per_second,
+    );
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream".to_string())],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The file's bytes in 64 KiB chunks; an error after `cut_at` bytes resets the connection.
+fn body_stream(
+    seed: u64,
+    entry: Entry,
+    cut_at: Option<u64>,
+    bytes_per_second: Option<u64>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let size = entry.size;
+    futures_util::stream::unfold(0u64, move |sent| async move {
+        if sent >= size {
+            return None;
+        }
+        if cut_at.is_some_and(|cut| sent >= cut) {
+            let error = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
+            return Some((Err(error), size));
+        }
+        let len = CHUNK.min(size - sent);
+        if let Some(rate) = bytes_per_second.filter(|r| *r > 0) {
+            tokio::time::sleep(Duration::from_secs_f64(len as f64 / rate as f64)).await;
+        }
+        Some((
+            Ok(Bytes::from(chunk(seed, entry.index, sent, len))),
+            sent + len,
+        ))
+    })
+}
+
+const CHUNK: u64 = 64 << 10;
+
+/// Calls `each` with the file's bytes, chunk by chunk.
+fn for_each_chunk(seed: u64, index: u64, size: u64, mut each: impl FnMut(&[u8])) {
+    let mut offset = 0;
+    while offset < size {
+        let len = CHUNK.min(size - offset);
+        each(&chunk(seed, index, offset, len));
+        offset += len;
+    }
+}
+
+/// Bytes `offset..offset + len` of file `index`: SplitMix64 of (seed, index, 8-byte word).
+fn chunk(seed: u64, index: u64, offset: u64, len: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len as usize);
+    let mut word = offset / 8;
+    let mut skip = (offset % 8) as usize;
+    while (out.len() as u64) < len {
+        let bytes = splitmix(seed ^ index.rotate_left(32) ^ word).to_le_bytes();
+        let take = (8 - skip).min((len as usize) - out.len());
+        out.extend_from_slice(&bytes[skip..skip + take]);
+        skip = 0;
+        word += 1;
+    }
+    out
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A deterministic coin with probability `p`.
+fn chance(state: &mut u64, p: f64) -> bool {
+    if p <= 0.0 {
+        return false;
+    }
+    *state = splitmix(*state);
+    ((*state >> 11) as f64 / (1u64 << 53) as f64) < p
+}
+
+/// Parses an origin index (`{"files":[{"name","size","sha256"}]}`) — the format `--origin`
+/// servers must provide; names must be plain file names.
+pub fn parse_index(json: &str) -> Result<Vec<(String, u64, String)>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("index is not JSON: {e}"))?;
+    let files = value
+        .get("files")
+        .and_then(|f| f.as_array())
+        .ok_or("index: expected an object with a \"files\" array")?;
+    let mut seen = HashMap::new();
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            let name = file
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or(format!("files[{i}].name: missing or not a string"))?;
+            let plain =
+                !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']);
+            if !plain {
+                return Err(format!(
+                    "files[{i}].name: {name:?} is not a plain file name"
+                ));
+            }
+            if let Some(j) = seen.insert(name.to_string(), i) {
+                return Err(format!("files[{i}].name: {name:?} repeats files[{j}]"));
+            }
+            let size = file
+                .get("size")
+                .and_then(|s| s.as_u64())
+                .ok_or(format!("files[{i}].size: missing or not a whole number"))?;
+            let sha256 = file
+                .get("sha256")
+                .and_then(|s| s.as_str())
+                .ok_or(format!("files[{i}].sha256: missing"))?;
+            if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("files[{i}].sha256: not 64 hex digits"));
+            }
+            Ok((name.to_string(), size, sha256.to_ascii_lowercase()))
+        })
+        .collect()
+}

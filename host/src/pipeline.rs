@@ -1,0 +1,506 @@
+//! The paced download pipeline: an origin's catalogue into a directory, as fast as the policy
+//! allows and no faster, through pooled buffers, with nothing left that looks complete unless
+//! it is.
+//!
+//! Each file streams into `<name>.partial`, is checked against the index's sha256, fsynced and
+//! renamed; a re-run skips files already verified and finishes the rest. Before every request
+//! a worker asks the policy (`next_delay`, waiting out an open circuit), and after it reports
+//! the status and any Retry-After. While memory pressure is High, workers start nothing new.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pacer::{Level, Schedule};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::HostError;
+use crate::origin::parse_index;
+use crate::policy::Policy;
+use crate::pool::{BufferPool, PoolStats};
+
+/// What to download, where, and how.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// The origin's base URL; it serves `/index.json` and `/files/<name>`.
+    pub origin: String,
+    /// Where finished files go.
+    pub out_dir: PathBuf,
+    /// Downloads at once.
+    pub workers: usize,
+    /// The policy limiter that paces the requests.
+    pub limiter: u32,
+    /// Jitter base for `next_delay`.
+    pub base_delay: Duration,
+    /// Attempts per file before it is reported failed.
+    pub max_attempts: u32,
+    /// Sent as `X-Client`, so the origin can tell clients apart.
+    pub client_id: String,
+}
+
+impl PipelineOptions {
+    /// Defaults for `origin` into `out_dir`: 3 workers, limiter 0, 20 attempts per file.
+    pub fn new(origin: impl Into<String>, out_dir: impl Into<PathBuf>) -> Self {
+        PipelineOptions {
+            origin: origin.into().trim_end_matches('/').to_string(),
+            out_dir: out_dir.into(),
+            workers: 3,
+            limiter: 0,
+            base_delay: Duration::ZERO,
+            max_attempts: 20,
+            client_id: format!("pacer-{}", std::process::id()),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Files in the index.
+    pub files: usize,
+    /// Files downloaded and verified in this run.
+    pub downloaded: usize,
+    /// Files already present and verified.
+    pub skipped: usize,
+    /// Files that failed every attempt, with the last reason.
+    pub failed: Vec<(String, String)>,
+    /// Bytes downloaded (verified files only).
+    pub bytes: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// File requests made.
+    pub requests: u64,
+    /// 429 answers received.
+    pub throttled: u64,
+    /// Attempts that failed and were retried.
+    pub retries: u64,
+    /// Time workers slept on the policy's advice.
+    pub waited: Duration,
+    /// The buffer pool's counters.
+    pub pool: PoolStats,
+    /// Pressure levels seen (Low, Medium, High).
+    pub pressure_seen: [bool; 3],
+}
+
+/// A download could not run at all.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The origin could not be reached or did not serve its index.
+    Origin(String),
+    /// The index is not in the expected format.
+    Index(String),
+    /// The output directory cannot be written (missing, read-only, full...).
+    OutDir {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The policy module failed.
+    Policy(HostError),
+}
+
+impl std::fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineError::Origin(why) => write!(f, "origin: {why}"),
+            PipelineError::Index(why) => write!(f, "origin index: {why}"),
+            PipelineError::OutDir { path, reason } => write!(f, "{}: {reason}", path.display()),
+            PipelineError::Policy(error) => write!(f, "policy: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+impl From<HostError> for PipelineError {
+    fn from(error: HostError) -> Self {
+        PipelineError::Policy(error)
+    }
+}
+
+/// Hooks for showing progress (the CLI draws bars; tests use [`NoProgress`]).
+pub trait Progress: Send + Sync {
+    /// The run knows its work: `files` to fetch, `bytes` in all.
+    fn planned(&self, _files: usize, _bytes: u64) {}
+    /// Worker `worker` starts (or retries) `name` of `size` bytes.
+    fn started(&self, _worker: usize, _name: &str, _size: u64) {}
+    /// `bytes` more arrived.
+    fn advanced(&self, _worker: usize, _bytes: u64) {}
+    /// Worker `worker` is waiting, and why.
+    fn waiting(&self, _worker: usize, _why: &str) {}
+    /// A file is done (verified), or has given up.
+    fn finished(&self, _worker: usize, _name: &str, _ok: bool) {}
+}
+
+/// Shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// One file to fetch.
+#[derive(Debug, Clone)]
+struct Item {
+    name: String,
+    size: u64,
+    sha256: String,
+}
+
+/// Why one attempt failed, and what to tell the policy.
+struct Failure {
+    status: u16,
+    retry_after: Option<Duration>,
+    reason: String,
+}
+
+/// State shared by the workers.
+struct Run {
+    options: PipelineOptions,
+    client: reqwest::Client,
+    policy: Arc<Mutex<Policy>>,
+    pool: BufferPool,
+    progress: Arc<dyn Progress>,
+    queue: Mutex<VecDeque<Item>>,
+    requests: AtomicU64,
+    throttled: AtomicU64,
+    retries: AtomicU64,
+    waited_ns: AtomicU64,
+    bytes: AtomicU64,
+    downloaded: AtomicU64,
+    failed: Mutex<Vec<(String, String)>>,
+    pressure_seen: Mutex<[bool; 3]>,
+}
+
+/// Downloads the origin's catalogue into `options.out_dir`, paced by `policy`.
+pub async fn run(
+    options: PipelineOptions,
+    policy: Arc<Mutex<Policy>>,
+    pool: BufferPool,
+    progress: Arc<dyn Progress>,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    prepare_out_dir(&options.out_dir)?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| PipelineError::Origin(e.to_string()))?;
+    let items = fetch_index(&client, &options.origin).await?;
+    let mut summary = Summary {
+        files: items.len(),
+        ..Summary::default()
+    };
+    let mut queue = VecDeque::new();
+    for item in items {
+        if verified(&options.out_dir.join(&item.name), &item).await {
+            summary.skipped += 1;
+        } else {
+            queue.push_back(item);
+        }
+    }
+    progress.planned(queue.len(), queue.iter().map(|i| i.size).sum());
+    let workers = options.workers.max(1);
+    let run = Arc::new(Run {
+        options,
+        client,
+        policy,
+        pool,
+        progress,
+        queue: Mutex::new(queue),
+        requests: AtomicU64::new(0),
+        throttled: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
+        waited_ns: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        downloaded: AtomicU64::new(0),
+        failed: Mutex::new(Vec::new()),
+        pressure_seen: Mutex::new([false; 3]),
+    });
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| tokio::spawn(worker(Arc::clone(&run), w)))
+        .collect();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => first_error = first_error.or(Some(error)),
+            Err(join) => {
+                first_error = first_error.or(Some(PipelineError::Origin(format!(
+                    "worker panicked: {join}"
+                ))))
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    summary.downloaded = run.downloaded.load(Relaxed) as usize;
+    summary.failed = lock(&run.failed).clone();
+    summary.bytes = run.bytes.load(Relaxed);
+    summary.requests = run.requests.load(Relaxed);
+    summary.throttled = run.throttled.load(Relaxed);
+    summary.retries = run.retries.load(Relaxed);
+    summary.waited = Duration::from_nanos(run.waited_ns.load(Relaxed));
+    summary.pool = run.pool.stats();
+    summary.pressure_seen = *lock(&run.pressure_seen);
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Workers never panic while holding a lock; if one did, its data is still plain data.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
+    loop {
+        let Some(item) = lock(&run.queue).pop_front() else {
+            return Ok(());
+        };
+        let mut last_reason = String::new();
+        let mut done = false;
+        for attempt in 0..run.options.max_attempts.max(1) {
+            if attempt > 0 {
+                run.retries.fetch_add(1, Relaxed);
+            }
+            pace(&run, id).await?;
+            run.progress.started(id, &item.name, item.size);
+            run.requests.fetch_add(1, Relaxed);
+            let outcome = download(&run, id, &item).await?;
+            let (status, retry_after) = match &outcome {
+                Ok(()) => (200, None),
+                Err(failure) => (failure.status, failure.retry_after),
+            };
+            if status == 429 {
+                run.throttled.fetch_add(1, Relaxed);
+            }
+            lock(&run.policy).on_response(run.options.limiter, status, retry_after)?;
+            match outcome {
+                Ok(()) => {
+                    done = true;
+                    break;
+                }
+                Err(failure) => last_reason = failure.reason,
+            }
+        }
+        if done {
+            run.downloaded.fetch_add(1, Relaxed);
+        } else {
+            lock(&run.failed).push((item.name.clone(), last_reason));
+        }
+        run.progress.finished(id, &item.name, done);
+    }
+}
+
+/// Waits until the policy says go: out of High pressure, past an open circuit, then the delay.
+async fn pace(run: &Run, id: usize) -> Result<(), PipelineError> {
+    loop {
+        let (level, throttle) = {
+            let mut policy = lock(&run.policy);
+            let level = policy.pressure()?;
+            let target =
+                policy.pool_target(u32::try_from(run.pool.max_idle()).unwrap_or(u32::MAX))?;
+            run.pool.set_target(target as usize);
+            (level, level == Level::High)
+        };
+        lock(&run.pressure_seen)[level as usize] = true;
+        if !throttle {
+            break;
+        }
+        run.progress
+            .waiting(id, "memory pressure High: starting nothing new");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    loop {
+        let schedule =
+            lock(&run.policy).next_delay(run.options.limiter, 1, run.options.base_delay)?;
+        match schedule {
+            Schedule::Act { delay } => {
+                run.waited_ns.fetch_add(delay, Relaxed);
+                if delay > 0 {
+                    run.progress.waiting(id, "paced");
+                    tokio::time::sleep(Duration::from_nanos(delay)).await;
+                }
+                return Ok(());
+            }
+            Schedule::CircuitOpen { retry_in } => {
+                run.progress
+                    .waiting(id, "circuit open: the origin keeps failing");
+                run.waited_ns.fetch_add(retry_in, Relaxed);
+                tokio::time::sleep(Duration::from_nanos(retry_in.max(1_000_000))).await;
+            }
+        }
+    }
+}
+
+/// One attempt: stream into `<name>.partial`, verify, fsync, rename. `Ok(Err(..))` is a
+/// failed attempt (retried); `Err(..)` ends the run (the output directory failed).
+async fn download(run: &Run, id: usize, item: &Item) -> Result<Result<(), Failure>, PipelineError> {
+    let target = run.options.out_dir.join(&item.name);
+    let partial = run.options.out_dir.join(format!("{}.partial", item.name));
+    let result = attempt(run, id, item, &partial, &target).await;
+    if !matches!(result, Ok(Ok(()))) {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    result
+}
+
+async fn attempt(
+    run: &Run,
+    id: usize,
+    item: &Item,
+    partial: &Path,
+    target: &Path,
+) -> Result<Result<(), Failure>, PipelineError> {
+    let transport = |reason: String| {
+        Ok(Err(Failure {
+            status: 0,
+            retry_after: None,
+            reason,
+        }))
+    };
+    let url = format!("{}/files/{}", run.options.origin, item.name);
+    let request = run
+        .client
+        .get(&url)
+        .header("x-client", &run.options.client_id);
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => return transport(format!("request failed: {error}")),
+    };
+    let status = response.status().as_u16();
+    if status != 200 {
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        return Ok(Err(Failure {
+            status,
+            retry_after,
+            reason: format!("HTTP {status}"),
+        }));
+    }
+    let out_error = |e: std::io::Error| PipelineError::OutDir {
+        path: partial.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut file = tokio::fs::File::create(partial).await.map_err(out_error)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = run.pool.rent();
+    let (mut filled, mut total) = (0usize, 0u64);
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(error) => return transport(format!("body cut off after {total} bytes: {error}")),
+        };
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let n = rest.len().min(buffer.len() - filled);
+            buffer[filled..filled + n].copy_from_slice(&rest[..n]);
+            (filled, rest) = (filled + n, &rest[n..]);
+            if filled == buffer.len() {
+                hasher.update(&buffer[..filled]);
+                file.write_all(&buffer[..filled]).await.map_err(out_error)?;
+                total += filled as u64;
+                run.progress.advanced(id, filled as u64);
+                filled = 0;
+            }
+        }
+    }
+    hasher.update(&buffer[..filled]);
+    file.write_all(&buffer[..filled]).await.map_err(out_error)?;
+    total += filled as u64;
+    run.progress.advanced(id, filled as u64);
+    let digest = format!("{:x}", hasher.finalize());
+    if total != item.size || digest != item.sha256 {
+        return transport(format!(
+            "verification failed: {total} bytes, sha256 {digest}"
+        ));
+    }
+    file.sync_all().await.map_err(out_error)?;
+    drop(file);
+    tokio::fs::rename(partial, target)
+        .await
+        .map_err(out_error)?;
+    // The rename itself must survive a crash: sync the directory entry too.
+    if let Ok(dir) = std::fs::File::open(&run.options.out_dir) {
+        let _ = dir.sync_all();
+    }
+    run.bytes.fetch_add(total, Relaxed);
+    Ok(Ok(()))
+}
+
+/// Creates the directory, proves it writable, and clears partial files of an earlier run.
+fn prepare_out_dir(dir: &Path) -> Result<(), PipelineError> {
+    let fail = |reason: String| PipelineError::OutDir {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
+    let probe = dir.join(format!(".pacer-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| fail(format!("not writable: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| fail(e.to_string()))?
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "partial") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+async fn fetch_index(client: &reqwest::Client, origin: &str) -> Result<Vec<Item>, PipelineError> {
+    let url = format!("{origin}/index.json");
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| PipelineError::Origin(format!("cannot reach {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(PipelineError::Origin(format!(
+            "{url} answered HTTP {}",
+            response.status().as_u16()
+        )));
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| PipelineError::Origin(format!("{url}: {e}")))?;
+    let files = parse_index(&text).map_err(PipelineError::Index)?;
+    Ok(files
+        .into_iter()
+        .map(|(name, size, sha256)| Item { name, size, sha256 })
+        .collect())
+}
+
+/// True when `path` holds exactly the item's bytes.
+async fn verified(path: &Path, item: &Item) -> bool {
+    let path = path.to_path_buf();
+    let expected = item.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            return false;
+        };
+        if metadata.len() != expected.size {
+            return false;
+        }
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            return false;
+        };
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).is_ok()
+            && format!("{:x}", hasher.finalize()) == expected.sha256
+    })
+    .await
+    .unwrap_or(false)
+}

@@ -1,0 +1,319 @@
+//! The download pipeline end to end against the embedded origin, over real HTTP on loopback.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pacer::MemoryReading;
+use pacer_host::origin::{Origin, OriginOptions};
+use pacer_host::pipeline::{self, NoProgress, PipelineError, PipelineOptions, Summary};
+use pacer_host::{BufferPool, Environment, Policy, SystemEnvironment};
+use sha2::{Digest, Sha256};
+
+mod common;
+
+/// 10 requests a second, burst 3: quick, and the same quota on both sides unless a test says.
+fn origin_options(files: usize) -> OriginOptions {
+    OriginOptions {
+        files,
+        file_size_bytes: 200_000,
+        tokens_per_hour: 36_000.0,
+        burst: 3,
+        ..OriginOptions::default()
+    }
+}
+
+/// Matches the origin's quota; small jitter and quick backoff so tests stay short.
+fn policy_config(tokens_per_hour: f64) -> String {
+    format!(
+        r#"{{"seed":3,"limiters":[{{"name":"origin","tokens_per_hour":{tokens_per_hour},"burst":3}}],
+            "jitter":{{"strategy":"adaptive","max_ms":100}},
+            "backoff":{{"base_ms":20,"max_ms":400,"failure_threshold":50,"open_ms":200}}}}"#
+    )
+}
+
+/// The real clock and entropy, with memory readings a test can change.
+struct TestEnvironment {
+    system: SystemEnvironment,
+    used_permille: Arc<AtomicI64>,
+}
+
+impl Environment for TestEnvironment {
+    fn now_ns(&mut self) -> i64 {
+        self.system.now_ns()
+    }
+    fn memory(&mut self) -> MemoryReading {
+        MemoryReading::from_abi(self.used_permille.load(Ordering::Relaxed), 1000)
+    }
+    fn random_fill(&mut self, buf: &mut [u8]) {
+        self.system.random_fill(buf)
+    }
+}
+
+fn policy(tokens_per_hour: f64, used_permille: Arc<AtomicI64>) -> Arc<Mutex<Policy>> {
+    let runtime = common::runtime();
+    let module = common::real_module(&runtime);
+    let environment = TestEnvironment {
+        system: SystemEnvironment::detect(),
+        used_permille,
+    };
+    let mut policy = Policy::new(&module, Box::new(environment)).expect("instance");
+    policy
+        .configure(&policy_config(tokens_per_hour))
+        .expect("config");
+    Arc::new(Mutex::new(policy))
+}
+
+async fn download(
+    origin: &Origin,
+    out: &Path,
+    policy: Arc<Mutex<Policy>>,
+) -> Result<Summary, PipelineError> {
+    let options = PipelineOptions::new(origin.url(), out);
+    pipeline::run(
+        options,
+        policy,
+        BufferPool::new(64 << 10, 8),
+        Arc::new(NoProgress),
+    )
+    .await
+}
+
+/// Every file in `out` that looks complete verifies against the origin's index.
+async fn assert_all_verified(origin: &Origin, out: &Path, expected_files: usize) {
+    let index: serde_json::Value = reqwest::get(format!("{}/index.json", origin.url()))
+        .await
+        .expect("index")
+        .json()
+        .await
+        .expect("JSON");
+    let mut complete = 0;
+    for file in index["files"].as_array().expect("files") {
+        let path = out.join(file["name"].as_str().expect("name"));
+        if let Ok(bytes) = std::fs::read(&path) {
+            assert_eq!(
+                format!("{:x}", Sha256::digest(&bytes)),
+                file["sha256"].as_str().expect("sha"),
+                "{}",
+                path.display()
+            );
+            complete += 1;
+        }
+    }
+    assert_eq!(complete, expected_files);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_verifies_with_zero_429s_when_the_quotas_match() {
+    let origin = Origin::start(origin_options(12), 0).await.expect("origin");
+    let out = tempfile::tempdir().expect("tempdir");
+    let summary = download(
+        &origin,
+        out.path(),
+        policy(36_000.0, Arc::new(AtomicI64::new(100))),
+    )
+    .await
+    .expect("run");
+    assert_eq!(
+        (summary.files, summary.downloaded, summary.skipped),
+        (12, 12, 0)
+    );
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    assert_eq!(summary.throttled, 0);
+    assert_eq!(origin.stats().throttled.load(Ordering::Relaxed), 0);
+    assert_eq!(summary.bytes, 12 * 200_000);
+    assert!(summary.pool.hits > 0, "{:?}", summary.pool);
+    assert_all_verified(&origin, out.path(), 12).await;
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_503s_and_resets_every_file_still_completes() {
+    let options = OriginOptions {
+        error_rate: 0.3,
+        reset_rate: 0.25,
+        ..origin_options(10)
+    };
+    let origin = Origin::start(options, 0).await.expect("origin");
+    let out = tempfile::tempdir().expect("tempdir");
+    let summary = download(
+        &origin,
+        out.path(),
+        policy(36_000.0, Arc::new(AtomicI64::new(100))),
+    )
+    .await
+    .expect("run");
+    assert_eq!(summary.downloaded, 10, "{:?}", summary.failed);
+    assert!(summary.retries > 0, "faults were injected: {summary:?}");
+    assert!(
+        origin.stats().errors.load(Ordering::Relaxed) > 0
+            && origin.stats().resets.load(Ordering::Relaxed) > 0
+    );
+    assert_all_verified(&origin, out.path(), 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origins_429s_are_honoured_when_the_policy_asks_too_much() {
+    // The policy thinks 10/s; the origin allows 3/s: 429s come back with Retry-After, and
+    // every file still arrives.
+    let options = OriginOptions {
+        tokens_per_hour: 10_800.0,
+        burst: 1,
+        ..origin_options(6)
+    };
+    let origin = Origin::start(options, 0).await.expect("origin");
+    let out = tempfile::tempdir().expect("tempdir");
+    let summary = download(
+        &origin,
+        out.path(),
+        policy(36_000.0, Arc::new(AtomicI64::new(100))),
+    )
+    .await
+    .expect("run");
+    assert_eq!(summary.downloaded, 6, "{:?}", summary.failed);
+    assert!(summary.throttled > 0);
+    assert_all_verified(&origin, out.path(), 6).await;
+}
+
+#[test]
+fn a_run_killed_midway_leaves_nothing_that_looks_complete_and_a_rerun_finishes() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let origin = runtime
+        .block_on(Origin::start(
+            OriginOptions {
+                slow_bytes_per_second: Some(2_000_000),
+                ..origin_options(12)
+            },
+            0,
+        ))
+        .expect("origin");
+    // A separate runtime for the first run, torn down mid-download: the kill.
+    let doomed = tokio::runtime::Runtime::new().expect("tokio");
+    let policy_first = policy(36_000.0, Arc::new(AtomicI64::new(100)));
+    let (url, path) = (origin.url(), out.path().to_path_buf());
+    doomed.spawn(async move {
+        let options = PipelineOptions::new(url, path);
+        let _ = pipeline::run(
+            options,
+            policy_first,
+            BufferPool::new(64 << 10, 8),
+            Arc::new(NoProgress),
+        )
+        .await;
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    doomed.shutdown_background();
+    runtime.block_on(async {
+        // Whatever the kill left: complete-looking files verify; the rest are .partial.
+        let done_before = std::fs::read_dir(out.path())
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+            .count();
+        assert!(done_before < 12, "the kill came too late to test anything");
+        assert_all_verified(&origin, out.path(), done_before).await;
+        let summary = download(
+            &origin,
+            out.path(),
+            policy(36_000.0, Arc::new(AtomicI64::new(100))),
+        )
+        .await
+        .expect("rerun");
+        assert_eq!(summary.skipped, done_before);
+        assert_eq!(summary.downloaded + summary.skipped, 12);
+        assert_all_verified(&origin, out.path(), 12).await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_high_pressure_workers_start_nothing_new() {
+    let origin = Origin::start(origin_options(4), 0).await.expect("origin");
+    let out = tempfile::tempdir().expect("tempdir");
+    let used = Arc::new(AtomicI64::new(900));
+    let run = tokio::spawn({
+        let (policy, url, path) = (
+            policy(36_000.0, Arc::clone(&used)),
+            origin.url(),
+            out.path().to_path_buf(),
+        );
+        async move { download_url(url, &path, policy).await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        origin.stats().requests.load(Ordering::Relaxed),
+        0,
+        "High pressure: nothing started"
+    );
+    used.store(100, Ordering::Relaxed);
+    let summary = run.await.expect("task").expect("run");
+    assert_eq!(summary.downloaded, 4);
+    assert_eq!(summary.pressure_seen, [true, false, true]);
+    assert_eq!(summary.pool.idle, summary.pool.idle.min(8));
+}
+
+async fn download_url(
+    url: String,
+    out: &Path,
+    policy: Arc<Mutex<Policy>>,
+) -> Result<Summary, PipelineError> {
+    pipeline::run(
+        PipelineOptions::new(url, out),
+        policy,
+        BufferPool::new(64 << 10, 8),
+        Arc::new(NoProgress),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gives_a_clear_error_and_leaves_nothing_complete() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let policy = policy(36_000.0, Arc::new(AtomicI64::new(100)));
+    // Unreachable: a port nobody listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let error = download_url(format!("http://{free}"), out.path(), Arc::clone(&policy))
+        .await
+        .expect_err("unreachable");
+    assert!(error.to_string().contains("cannot reach"), "{error}");
+    // A server whose index is not an index.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"files\":[1]}").await;
+        }
+    });
+    let error = download_url(format!("http://{address}"), out.path(), Arc::clone(&policy))
+        .await
+        .expect_err("bad index");
+    assert!(error.to_string().contains("files[0].name"), "{error}");
+    // An output directory that cannot exist: its parent is a file.
+    let blocker = out.path().join("a-file");
+    std::fs::write(&blocker, b"x").expect("write");
+    let origin = Origin::start(origin_options(2), 0).await.expect("origin");
+    let error = download(&origin, &blocker.join("sub"), policy)
+        .await
+        .expect_err("unwritable");
+    assert!(error.to_string().contains("cannot create"), "{error}");
+    assert_eq!(
+        std::fs::read_dir(out.path()).expect("dir").count(),
+        1,
+        "nothing written"
+    );
+}
