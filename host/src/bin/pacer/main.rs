@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+mod progress;
+mod run;
 use pacer::{Decision, Schedule};
 use pacer_host::memory::MemorySource;
 use pacer_host::{HostError, Policy, Runtime, SandboxOptions, ScriptedEnvironment};
@@ -26,6 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Download a catalogue, paced by the policy: from the embedded origin unless --origin.
+    Run(run::RunArgs),
+    /// Serve the embedded origin alone.
+    Origin {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[command(flatten)]
+        options: run::OriginArgs,
+    },
     /// Load a policy module, check it against ABI v1, and show a few of its decisions.
     Check {
         /// The module, e.g. dist/pacer.wasm (`make wasm` builds it).
@@ -46,6 +59,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check { module, config } => check(module, config.as_deref()),
+        Command::Run(args) => run::run(args),
+        Command::Origin { port, options } => run::origin(options, *port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,7 +187,7 @@ fn sample(
 
 /// Compiled modules are cached in `$XDG_CACHE_HOME/pacer` (or `~/.cache/pacer`):
 /// a second load deserializes instead of compiling.
-fn cache_dir() -> Option<PathBuf> {
+pub(crate) fn cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;

@@ -1,0 +1,337 @@
+//! `pacer run` and `pacer origin`: the main job, on the embedded origin or any other.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use pacer_host::origin::{Origin, OriginOptions};
+use pacer_host::pipeline::{self, PipelineOptions, Progress, Summary};
+use pacer_host::{BufferPool, Policy, Runtime, SandboxOptions, SystemEnvironment};
+
+use crate::progress::{Bars, Quiet};
+
+/// The embedded origin's knobs (also `pacer origin`'s).
+#[derive(Args, Debug, Clone)]
+pub struct OriginArgs {
+    /// Files in the embedded origin's catalogue.
+    #[arg(long, default_value_t = 60)]
+    pub files: usize,
+    /// Bytes per file.
+    #[arg(long, default_value_t = 2 << 20)]
+    pub file_size: u64,
+    /// Requests the origin allows per client per hour.
+    #[arg(long, default_value_t = 3600.0)]
+    pub origin_rate: f64,
+    /// Requests the origin allows at once.
+    #[arg(long, default_value_t = 3)]
+    pub origin_burst: u32,
+    /// Fault: share of file requests answered 503 (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Fault: share of bodies cut off halfway by a connection reset (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Fault: send bodies no faster than this many bytes per second.
+    #[arg(long)]
+    pub slow: Option<u64>,
+}
+
+impl OriginArgs {
+    fn options(&self) -> Result<OriginOptions, String> {
+        for (name, rate) in [
+            ("--error-rate", self.error_rate),
+            ("--reset-rate", self.reset_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name}: must be from 0 to 1, got {rate}"));
+            }
+        }
+        Ok(OriginOptions {
+            files: self.files,
+            file_size_bytes: self.file_size,
+            seed: 1,
+            tokens_per_hour: self.origin_rate,
+            burst: self.origin_burst,
+            error_rate: self.error_rate,
+            reset_rate: self.reset_rate,
+            slow_bytes_per_second: self.slow,
+        })
+    }
+}
+
+/// `pacer run`'s arguments.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Download from this origin (serving /index.json and /files/<name>) instead of the
+    /// embedded one.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// The policy module [default: dist/pacer.wasm].
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The policy config (ABI v1 JSON) [default: the embedded origin's quota, or 90/h burst 3].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where the files go; a re-run skips files already verified.
+    #[arg(long, default_value = "pacer-downloads")]
+    pub out: PathBuf,
+    /// Downloads at once.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Print the summary as JSON, and no progress bars.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub embedded: OriginArgs,
+}
+
+pub fn run(args: &RunArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: &RunArgs) -> Result<(), String> {
+    let module_path = match &args.policy {
+        Some(path) => path.clone(),
+        None => default_module()
+            .ok_or("no policy module: run `make wasm` or pass --policy module.wasm")?,
+    };
+    let (origin, url) = match &args.origin {
+        Some(url) => (None, url.trim_end_matches('/').to_string()),
+        None => {
+            let origin = Origin::start(args.embedded.options()?, 0)
+                .await
+                .map_err(|e| format!("embedded origin: {e}"))?;
+            let url = origin.url();
+            (Some(origin), url)
+        }
+    };
+    let config = match &args.config {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None if origin.is_some() => embedded_config(&args.embedded),
+        None => r#"{"limiters":[{"name":"origin","tokens_per_hour":90,"burst":3}]}"#.to_string(),
+    };
+    let sandbox = Runtime::new(SandboxOptions {
+        cache_dir: crate::cache_dir(),
+        ..SandboxOptions::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let module = sandbox
+        .load_file(&module_path)
+        .map_err(|e| format!("{}: {e}", module_path.display()))?;
+    let mut policy =
+        Policy::new(&module, Box::new(SystemEnvironment::detect())).map_err(|e| e.to_string())?;
+    policy
+        .configure(&config)
+        .map_err(|e| format!("config: {e}"))?;
+    let pool_config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+    let pool = BufferPool::new(
+        pool_config
+            .pointer("/pool/buffer_size")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(81_920) as usize,
+        pool_config
+            .pointer("/pool/max_buffers")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(20) as usize,
+    );
+    if !args.json {
+        println!("pacer run: {url} -> {}", args.out.display());
+        println!(
+            "  policy {} ({} workers)",
+            module_path.display(),
+            args.workers
+        );
+    }
+    let bars = (!args.json).then(|| Arc::new(Bars::new(args.workers)));
+    let progress: Arc<dyn Progress> = match &bars {
+        Some(bars) => Arc::clone(bars) as Arc<dyn Progress>,
+        None => Arc::new(Quiet),
+    };
+    let mut options = PipelineOptions::new(url.clone(), &args.out);
+    options.workers = args.workers.max(1);
+    let download = pipeline::run(
+        options,
+        Arc::new(Mutex::new(policy)),
+        pool,
+        Arc::clone(&progress),
+    );
+    let outcome = tokio::select! {
+        outcome = download => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(format!("interrupted: finished files are in {}; partial ones end in .partial and are fetched again by the next run", args.out.display()));
+        }
+    };
+    if let Some(bars) = &bars {
+        bars.clear();
+    }
+    let summary = outcome.map_err(|e| e.to_string())?;
+    let allowed = origin.as_ref().map(|_| args.embedded.origin_rate);
+    if args.json {
+        println!("{}", summary_json(&summary, origin.as_ref(), allowed));
+    } else {
+        print_summary(&summary, origin.as_ref(), allowed, &args.out);
+    }
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} file(s) failed", summary.failed.len()))
+    }
+}
+
+/// The policy for the embedded origin: its quota and burst, starting half full, with jitter
+/// under one interval so paced requests never bunch past the origin's burst.
+fn embedded_config(origin: &OriginArgs) -> String {
+    let interval_ms = (3.6e6 / origin.origin_rate).min(1000.0) as u64;
+    format!(
+        r#"{{"limiters":[{{"name":"origin","tokens_per_hour":{},"burst":{}}}],"jitter":{{"strategy":"adaptive","max_ms":{interval_ms}}}}}"#,
+        origin.origin_rate, origin.origin_burst
+    )
+}
+
+fn default_module() -> Option<PathBuf> {
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("../../dist/pacer.wasm")));
+    [Some(PathBuf::from("dist/pacer.wasm")), beside_exe]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}
+
+fn rate(summary: &Summary) -> f64 {
+    let seconds = summary.elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        summary.requests as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn print_summary(
+    summary: &Summary,
+    origin: Option<&Origin>,
+    allowed_per_hour: Option<f64>,
+    out: &Path,
+) {
+    let seconds = summary.elapsed.as_secs_f64().max(1e-9);
+    let mb = summary.bytes as f64 / 1e6;
+    let levels: Vec<&str> = ["Low", "Medium", "High"]
+        .iter()
+        .zip(summary.pressure_seen)
+        .filter_map(|(name, seen)| seen.then_some(*name))
+        .collect();
+    let row = |name: &str, value: String| println!("  {name:<22} {value}");
+    println!("\nsummary ({})", out.display());
+    row(
+        "files",
+        format!(
+            "{} downloaded, {} already there, {} failed, of {}",
+            summary.downloaded,
+            summary.skipped,
+            summary.failed.len(),
+            summary.files
+        ),
+    );
+    row(
+        "bytes",
+        format!("{mb:.1} MB in {seconds:.1} s ({:.2} MB/s)", mb / seconds),
+    );
+    let allowed = allowed_per_hour.map_or(String::new(), |a| {
+        format!(
+            " = {:.1} % of the origin's {:.3}/s",
+            100.0 * rate(summary) / (a / 3600.0),
+            a / 3600.0
+        )
+    });
+    row(
+        "requests",
+        format!("{} ({:.3}/s{allowed})", summary.requests, rate(summary)),
+    );
+    row("429s", summary.throttled.to_string());
+    row("retries", summary.retries.to_string());
+    row(
+        "time waited",
+        format!("{:.1} s across workers", summary.waited.as_secs_f64()),
+    );
+    let pool = &summary.pool;
+    row(
+        "buffer pool",
+        format!(
+            "{:.1} % hits ({} rents, {} allocations, {} trimmed, high-water {})",
+            100.0 * pool.hit_rate(),
+            pool.rents,
+            pool.allocations,
+            pool.trims,
+            pool.high_water
+        ),
+    );
+    row("pressure seen", levels.join(", "));
+    if let Some(origin) = origin {
+        let stats = origin.stats();
+        row(
+            "origin",
+            format!(
+                "{} requests, {} answered 429, {} 503, {} reset",
+                stats.requests.load(Relaxed),
+                stats.throttled.load(Relaxed),
+                stats.errors.load(Relaxed),
+                stats.resets.load(Relaxed)
+            ),
+        );
+    }
+    for (name, reason) in &summary.failed {
+        row("FAILED", format!("{name}: {reason}"));
+    }
+}
+
+fn summary_json(
+    summary: &Summary,
+    origin: Option<&Origin>,
+    allowed_per_hour: Option<f64>,
+) -> serde_json::Value {
+    let origin = origin.map(|o| {
+        let s = o.stats();
+        serde_json::json!({ "requests": s.requests.load(Relaxed), "throttled": s.throttled.load(Relaxed), "errors": s.errors.load(Relaxed), "resets": s.resets.load(Relaxed) })
+    });
+    serde_json::json!({
+        "files": summary.files, "downloaded": summary.downloaded, "skipped": summary.skipped,
+        "failed": summary.failed.iter().map(|(n, r)| serde_json::json!({ "name": n, "reason": r })).collect::<Vec<_>>(),
+        "bytes": summary.bytes, "seconds": summary.elapsed.as_secs_f64(),
+        "requests": summary.requests, "requests_per_second": rate(summary),
+        "allowed_per_second": allowed_per_hour.map(|a| a / 3600.0),
+        "throttled": summary.throttled, "retries": summary.retries,
+        "waited_seconds": summary.waited.as_secs_f64(),
+        "pool": { "rents": summary.pool.rents, "hits": summary.pool.hits, "allocations": summary.pool.allocations,
+                  "drops": summary.pool.drops, "trims": summary.pool.trims, "high_water": summary.pool.high_water,
+                  "hit_rate": summary.pool.hit_rate() },
+        "pressure_seen": { "low": summary.pressure_seen[0], "medium": summary.pressure_seen[1], "high": summary.pressure_seen[2] },
+        "origin": origin,
+    })
+}
+
+/// `pacer origin`: the embedded origin alone, until Ctrl-C.
+pub fn origin(args: &OriginArgs, port: u16) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    runtime.block_on(async {
+        let origin = Origin::start(args.options()?, port)
+            .await
+            .map_err(|e| format!("127.0.0.1:{port}: {e}"))?;
+        println!(
+            "pacer origin: serving {} files of {} bytes at {}",
+            args.files,
+            args.file_size,
+            origin.url()
+        );
+        println!(
+            "  index: {}/index.json, limit {}/h per client, burst {} (Ctrl-C stops)",
+            origin.url(),
+            args.origin_rate,
+            args.origin_burst
+        );
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
+    })
+}
