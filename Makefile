@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
-.PHONY: run test bench setup npm fmt-check clippy wasm-check unit-tests node-tests doc wasm
+.PHONY: run schedule test bench setup npm fmt-check clippy wasm-check unit-tests node-tests doc wasm
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -14,8 +14,13 @@ WASM_OPT := node_modules/.bin/wasm-opt
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-## run: print a paced download schedule from the guide's defaults
-run:
+## run: the main job: download the embedded origin's catalogue, paced by the wasm policy
+## (about a minute; files land in ./pacer-downloads, and a second run skips them)
+run: wasm
+	$(CARGO) run --quiet --release --locked -p pacer-host -- run
+
+## schedule: the core alone: a paced schedule on a virtual clock
+schedule:
 	$(CARGO) run --quiet --release --example schedule
 
 ## test: formatting, clippy (native + wasm32), the module, all Rust tests and doctests (the

@@ -64,3 +64,63 @@ fn check_fails_clearly_on_bad_input() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn run_downloads_the_embedded_catalogue_and_a_rerun_skips_it() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-run");
+    let _ = std::fs::remove_dir_all(&out);
+    let args = [
+        "run",
+        "--json",
+        "--files",
+        "6",
+        "--file-size",
+        "100000",
+        "--origin-rate",
+        "36000",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    let (ok, stdout, stderr) = pacer(&args);
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    assert_eq!(summary["downloaded"], 6, "{summary}");
+    assert_eq!(summary["throttled"], 0);
+    assert_eq!(summary["origin"]["throttled"], 0);
+    let (ok, stdout, stderr) = pacer(&args);
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    assert_eq!(
+        (summary["downloaded"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(6))
+    );
+}
+
+#[test]
+fn run_fails_clearly_on_bad_arguments() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "run",
+                "--origin",
+                "http://127.0.0.1:9",
+                "--out",
+                "/tmp/pacer-cli-unreachable",
+            ],
+            "cannot reach http://127.0.0.1:9/index.json",
+        ),
+        (
+            &["run", "--error-rate", "2"],
+            "--error-rate: must be from 0 to 1",
+        ),
+        (
+            &["run", "--policy", "Cargo.toml"],
+            "not a WebAssembly module",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (ok, _, stderr) = pacer(args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

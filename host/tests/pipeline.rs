@@ -317,3 +317,73 @@ async fn bad_input_gives_a_clear_error_and_leaves_nothing_complete() {
         "nothing written"
     );
 }
+
+/// Serves `dir` with Python's own static file server; returns it and its URL.
+fn static_server(dir: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("a first line");
+    // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+    let port = line
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a port");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_static_file_server_with_an_index_works_as_an_origin() {
+    let site = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(site.path().join("files")).expect("mkdir");
+    let mut files = Vec::new();
+    for i in 0..5u8 {
+        let bytes: Vec<u8> = (0..100_000u32)
+            .map(|j| (j as u8).wrapping_mul(i + 1))
+            .collect();
+        let name = format!("part-{i}.dat");
+        std::fs::write(site.path().join("files").join(&name), &bytes).expect("write");
+        files.push(serde_json::json!({ "name": name, "size": bytes.len(), "sha256": format!("{:x}", Sha256::digest(&bytes)) }));
+    }
+    std::fs::write(
+        site.path().join("index.json"),
+        serde_json::json!({ "files": files }).to_string(),
+    )
+    .expect("index");
+    let (mut server, url) = static_server(site.path());
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = download_url(
+        url,
+        out.path(),
+        policy(36_000.0, Arc::new(AtomicI64::new(100))),
+    )
+    .await;
+    let _ = server.kill();
+    let summary = result.expect("run");
+    assert_eq!(summary.downloaded, 5, "{:?}", summary.failed);
+    for i in 0..5 {
+        let name = format!("part-{i}.dat");
+        assert_eq!(
+            std::fs::read(out.path().join(&name)).expect("file"),
+            std::fs::read(site.path().join("files").join(&name)).expect("source")
+        );
+    }
+}
