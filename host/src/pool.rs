@@ -27,8 +27,8 @@ struct Shared {
     max_idle: usize,
     idle: ArrayQueue<Box<[u8]>>,
     target: AtomicUsize,
-    rents: AtomicU64,
     hits: AtomicU64,
+    allocations: AtomicU64,
     returns_dropped: AtomicU64,
     wrong_size: AtomicU64,
     trims: AtomicU64,
@@ -83,8 +83,8 @@ impl BufferPool {
                 // ArrayQueue needs a capacity of at least 1; a target of 0 keeps it empty.
                 idle: ArrayQueue::new(max_idle.max(1)),
                 target: AtomicUsize::new(max_idle),
-                rents: AtomicU64::new(0),
                 hits: AtomicU64::new(0),
+                allocations: AtomicU64::new(0),
                 returns_dropped: AtomicU64::new(0),
                 wrong_size: AtomicU64::new(0),
                 trims: AtomicU64::new(0),
@@ -106,14 +106,17 @@ impl BufferPool {
     /// A buffer (idle if one is, else newly zeroed), returned to the pool when dropped.
     /// Its contents are whatever the last user left.
     pub fn rent(&self) -> PooledBuffer {
+        // One counter per path (rents = hits + allocations): a single atomic add on a hit.
         let shared = &self.shared;
-        shared.rents.fetch_add(1, Relaxed);
         let buffer = match shared.idle.pop() {
             Some(buffer) => {
                 shared.hits.fetch_add(1, Relaxed);
                 buffer
             }
-            None => vec![0u8; shared.buffer_size_bytes].into_boxed_slice(),
+            None => {
+                shared.allocations.fetch_add(1, Relaxed);
+                vec![0u8; shared.buffer_size_bytes].into_boxed_slice()
+            }
         };
         PooledBuffer {
             buffer: Some(buffer),
@@ -150,12 +153,12 @@ impl BufferPool {
     /// The counters.
     pub fn stats(&self) -> PoolStats {
         let s = &self.shared;
-        let rents = s.rents.load(Relaxed);
         let hits = s.hits.load(Relaxed);
+        let allocations = s.allocations.load(Relaxed);
         PoolStats {
-            rents,
+            rents: hits + allocations,
             hits,
-            allocations: rents.saturating_sub(hits),
+            allocations,
             drops: s.returns_dropped.load(Relaxed),
             wrong_size: s.wrong_size.load(Relaxed),
             trims: s.trims.load(Relaxed),
@@ -175,8 +178,10 @@ impl Shared {
             self.wrong_size.fetch_add(1, Relaxed);
             return false;
         }
-        // The queue's capacity is the hard cap; the target may keep fewer.
-        if self.idle.len() >= self.target.load(Relaxed) || self.idle.push(buffer).is_err() {
+        // The queue's capacity is the hard cap; a target below it (pressure) may keep fewer.
+        let target = self.target.load(Relaxed);
+        let over_target = target < self.max_idle && self.idle.len() >= target;
+        if over_target || self.idle.push(buffer).is_err() {
             self.returns_dropped.fetch_add(1, Relaxed);
             return false;
         }

@@ -6,6 +6,15 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+/// Prints a line to stdout; a closed stdout (`pacer run --json | head`) is not an error worth
+/// a panic: the reader is gone, so the line is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod progress;
 mod run;
 use pacer::{Decision, Schedule};
@@ -84,15 +93,15 @@ fn check(path: &Path, config_path: Option<&Path>) -> Result<(), String> {
     let started = Instant::now();
     let module = runtime.load_file(path).map_err(at)?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    println!(
+    say!(
         "{}: pacer ABI v{} module, {size} bytes, loaded and checked in {:.1} ms",
         path.display(),
         module.info.abi_version,
         started.elapsed().as_secs_f64() * 1e3
     );
-    println!("  features: {:#x}", module.info.features);
-    println!("  imports:  {}", module.info.imports.join(", "));
-    println!(
+    say!("  features: {:#x}", module.info.features);
+    say!("  imports:  {}", module.info.imports.join(", "));
+    say!(
         "  exports:  {} ({})",
         module.info.exports.len(),
         module.info.exports.join(", ")
@@ -123,7 +132,7 @@ fn check(path: &Path, config_path: Option<&Path>) -> Result<(), String> {
     policy
         .configure(&config)
         .map_err(|e| format!("config ({source}): {e}"))?;
-    println!("  config:   {source}: ok");
+    say!("  config:   {source}: ok");
     sample(&mut policy, &environment, &memory).map_err(at)
 }
 
@@ -132,7 +141,7 @@ fn sample(
     environment: &ScriptedEnvironment,
     memory: &MemorySource,
 ) -> Result<(), HostError> {
-    println!("  sample decisions for limiter 0, on a virtual clock:");
+    say!("  sample decisions for limiter 0, on a virtual clock:");
     let at = |environment: &ScriptedEnvironment| {
         seconds(u64::try_from(environment.get().now_ns).unwrap_or(0))
     };
@@ -143,7 +152,7 @@ fn sample(
             Decision::Admit => "admitted".to_string(),
             Decision::Wait(ns) => format!("wait {}", seconds(ns)),
         };
-        println!(
+        say!(
             "    t={:>8}  try_acquire(1)    {what:<18} available {available:.3}",
             at(environment)
         );
@@ -160,11 +169,11 @@ fn sample(
                 format!("circuit open, retry in {}", seconds(retry_in))
             }
         };
-        println!("    t={:>8}  next_delay(0.5 s) {what}", at(environment));
+        say!("    t={:>8}  next_delay(0.5 s) {what}", at(environment));
     }
     policy.on_response(0, 429, Some(Duration::from_secs(30)))?;
     let wait = policy.try_acquire(0, 1)?.wait_ns();
-    println!(
+    say!(
         "    t={:>8}  on_response(429, Retry-After 30 s): next try waits {}",
         at(environment),
         seconds(wait)
@@ -175,7 +184,7 @@ fn sample(
             format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30))
         })
     };
-    println!(
+    say!(
         "  memory ({memory:?}): {} of {}: pressure {:?}, pool target {} of 20",
         gib(reading.used),
         gib(reading.limit),

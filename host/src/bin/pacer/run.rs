@@ -139,8 +139,8 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             .unwrap_or(20) as usize,
     );
     if !args.json {
-        println!("pacer run: {url} -> {}", args.out.display());
-        println!(
+        say!("pacer run: {url} -> {}", args.out.display());
+        say!(
             "  policy {} ({} workers)",
             module_path.display(),
             args.workers
@@ -171,7 +171,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let summary = outcome.map_err(|e| e.to_string())?;
     let allowed = origin.as_ref().map(|_| args.embedded.origin_rate);
     if args.json {
-        println!("{}", summary_json(&summary, origin.as_ref(), allowed));
+        say!("{}", summary_json(&summary, origin.as_ref(), allowed));
     } else {
         print_summary(&summary, origin.as_ref(), allowed, &args.out);
     }
@@ -224,8 +224,8 @@ fn print_summary(
         .zip(summary.pressure_seen)
         .filter_map(|(name, seen)| seen.then_some(*name))
         .collect();
-    let row = |name: &str, value: String| println!("  {name:<22} {value}");
-    println!("\nsummary ({})", out.display());
+    let row = |name: &str, value: String| say!("  {name:<22} {value}");
+    say!("\nsummary ({})", out.display());
     row(
         "files",
         format!(
@@ -320,13 +320,13 @@ pub fn origin(args: &OriginArgs, port: u16) -> Result<(), String> {
         let origin = Origin::start(args.options()?, port)
             .await
             .map_err(|e| format!("127.0.0.1:{port}: {e}"))?;
-        println!(
+        say!(
             "pacer origin: serving {} files of {} bytes at {}",
             args.files,
             args.file_size,
             origin.url()
         );
-        println!(
+        say!(
             "  index: {}/index.json, limit {}/h per client, burst {} (Ctrl-C stops)",
             origin.url(),
             args.origin_rate,
