@@ -387,3 +387,49 @@ async fn a_plain_static_file_server_with_an_index_works_as_an_origin() {
         );
     }
 }
+
+/// A real, tiny filesystem, unmounted on drop.
+struct TinyFs(std::path::PathBuf);
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_ends_the_run_with_a_clear_error_and_nothing_that_looks_complete() {
+    let mount_point = tempfile::tempdir().expect("tempdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(mount_point.path())
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        // Needs root (as in CI); say so loudly rather than pass quietly.
+        eprintln!("NOT RUN: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let tiny = TinyFs(mount_point.path().to_path_buf());
+    let origin = Origin::start(origin_options(4), 0).await.expect("origin");
+    let error = download(
+        &origin,
+        &tiny.0,
+        policy(36_000.0, Arc::new(AtomicI64::new(100))),
+    )
+    .await
+    .expect_err("disk full");
+    assert!(
+        error.to_string().contains("No space left on device"),
+        "{error}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tiny.0)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.iter().all(|name| !name.ends_with(".partial")),
+        "{left:?}"
+    );
+    assert_all_verified(&origin, &tiny.0, left.len()).await;
+}
