@@ -80,6 +80,14 @@ async fn download(
     .await
 }
 
+/// A run into a fresh directory with the matching quota and low memory pressure.
+async fn fetch_all(origin: &Origin) -> (tempfile::TempDir, Summary) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let policy = policy(36_000.0, Arc::new(AtomicI64::new(100)));
+    let summary = download(origin, out.path(), policy).await.expect("run");
+    (out, summary)
+}
+
 /// Every file in `out` that looks complete verifies against the origin's index.
 async fn assert_all_verified(origin: &Origin, out: &Path, expected_files: usize) {
     let index: serde_json::Value = reqwest::get(format!("{}/index.json", origin.url()))
@@ -107,14 +115,7 @@ async fn assert_all_verified(origin: &Origin, out: &Path, expected_files: usize)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_file_verifies_with_zero_429s_when_the_quotas_match() {
     let origin = Origin::start(origin_options(12), 0).await.expect("origin");
-    let out = tempfile::tempdir().expect("tempdir");
-    let summary = download(
-        &origin,
-        out.path(),
-        policy(36_000.0, Arc::new(AtomicI64::new(100))),
-    )
-    .await
-    .expect("run");
+    let (out, summary) = fetch_all(&origin).await;
     assert_eq!(
         (summary.files, summary.downloaded, summary.skipped),
         (12, 12, 0)
@@ -142,14 +143,7 @@ async fn with_503s_and_resets_every_file_still_completes() {
         ..origin_options(10)
     };
     let origin = Origin::start(options, 0).await.expect("origin");
-    let out = tempfile::tempdir().expect("tempdir");
-    let summary = download(
-        &origin,
-        out.path(),
-        policy(36_000.0, Arc::new(AtomicI64::new(100))),
-    )
-    .await
-    .expect("run");
+    let (out, summary) = fetch_all(&origin).await;
     assert_eq!(summary.downloaded, 10, "{:?}", summary.failed);
     assert!(summary.retries > 0, "faults were injected: {summary:?}");
     assert!(
@@ -169,14 +163,7 @@ async fn the_origins_429s_are_honoured_when_the_policy_asks_too_much() {
         ..origin_options(6)
     };
     let origin = Origin::start(options, 0).await.expect("origin");
-    let out = tempfile::tempdir().expect("tempdir");
-    let summary = download(
-        &origin,
-        out.path(),
-        policy(36_000.0, Arc::new(AtomicI64::new(100))),
-    )
-    .await
-    .expect("run");
+    let (out, summary) = fetch_all(&origin).await;
     assert_eq!(summary.downloaded, 6, "{:?}", summary.failed);
     assert!(summary.throttled > 0);
     assert_all_verified(&origin, out.path(), 6).await;

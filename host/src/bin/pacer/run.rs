@@ -127,16 +127,13 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     policy
         .configure(&config)
         .map_err(|e| format!("config: {e}"))?;
-    let pool_config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+    // The pool section is validated by the core's own parser (defaults: 20 x 81,920 bytes).
+    let pool_config = pacer::Config::from_json(&config)
+        .map(|c| c.pool)
+        .unwrap_or_default();
     let pool = BufferPool::new(
-        pool_config
-            .pointer("/pool/buffer_size")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(81_920) as usize,
-        pool_config
-            .pointer("/pool/max_buffers")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(20) as usize,
+        usize::try_from(pool_config.buffer_size).unwrap_or(usize::MAX),
+        pool_config.max_buffers as usize,
     );
     if !args.json {
         say!("pacer run: {url} -> {}", args.out.display());
