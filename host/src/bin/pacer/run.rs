@@ -63,7 +63,7 @@ impl OriginArgs {
 /// `pacer run`'s arguments.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Download from this origin (serving /index.json and /files/<name>) instead of the
+    /// Download from this origin (serving `/index.json` and `/files/<name>`) instead of the
     /// embedded one.
     #[arg(long)]
     pub origin: Option<String>,
