@@ -34,6 +34,8 @@ setup:
 ## npm: the pinned JS tools (binaryen's wasm-opt), from package-lock.json
 npm: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ apt-get update && apt-get install -y nodejs npm; }
 	npm ci --no-audit --no-fund
 	@touch $@
 
