@@ -13,8 +13,8 @@ pub enum Error {
     Config(ConfigError),
     /// No limiter has this index.
     UnknownLimiter {
-        /// The index asked for.
-        index: usize,
+        /// The index asked for (as passed, so a negative one reads as it was given).
+        index: i64,
         /// How many limiters the configuration has.
         count: usize,
     },

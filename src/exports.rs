@@ -299,7 +299,7 @@ impl<H: Host> Exports<H> {
                 .ok()
                 .filter(|i| *i < count)
                 .ok_or(Error::UnknownLimiter {
-                    index: limiter.max(0) as usize,
+                    index: i64::from(limiter),
                     count,
                 })?;
         Ok((policy, index, now))

@@ -153,11 +153,6 @@ impl Policy {
             .position(|limiter| limiter.name == name)
     }
 
-    /// Checks that `limiter` names a configured limiter.
-    pub fn check_limiter(&self, limiter: usize) -> Result<(), Error> {
-        self.slot_ref(limiter).map(|_| ())
-    }
-
     /// Admits `cost` tokens now or says exactly how long until it would, honouring pauses.
     #[inline]
     pub fn try_acquire(
@@ -304,7 +299,7 @@ impl Policy {
     fn slot(&mut self, limiter: usize) -> Result<&mut Slot, Error> {
         let count = self.slots.len();
         self.slots.get_mut(limiter).ok_or(Error::UnknownLimiter {
-            index: limiter,
+            index: i64::try_from(limiter).unwrap_or(i64::MAX),
             count,
         })
     }
@@ -313,7 +308,7 @@ impl Policy {
     fn slot_ref(&self, limiter: usize) -> Result<&Slot, Error> {
         let count = self.slots.len();
         self.slots.get(limiter).ok_or(Error::UnknownLimiter {
-            index: limiter,
+            index: i64::try_from(limiter).unwrap_or(i64::MAX),
             count,
         })
     }
