@@ -1,0 +1,225 @@
+//! What to simulate: the policy config, the clients and their arrivals, the origin, memory.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Most requests one scenario may generate (a browser tab keeps them all in memory).
+pub const MAX_REQUESTS: u64 = 5_000_000;
+/// Longest simulated span: a week.
+pub const MAX_DURATION_S: u32 = 7 * 24 * 3600;
+/// Most clients.
+pub const MAX_CLIENTS: u32 = 100_000;
+
+/// How clients send their requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pattern {
+    /// Evenly spaced, clients interleaved.
+    Steady,
+    /// Independent random arrivals (exponential gaps) at the same mean rate.
+    Poisson,
+    /// Every `burst_period_s`, each client sends a period's worth at once.
+    Bursts,
+    /// Steady, but the origin answers 503 through the outage: the requests held back meanwhile
+    /// (by backoff and the circuit) return together when it ends.
+    Herd,
+}
+
+/// A simulation's parameters; JSON field names match the page's URL parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// The policy config, ABI v1 JSON.
+    pub config: String,
+    /// Number of clients; client `i` uses limiter `i % limiters`.
+    pub clients: u32,
+    /// The arrival pattern.
+    pub pattern: Pattern,
+    /// Requests per second sent by each client, on average.
+    pub rate_per_client: f64,
+    /// Simulated span in seconds.
+    pub duration_s: u32,
+    /// Seed of the arrival trace (and of the module's entropy when the config has no seed).
+    pub seed: u64,
+    /// The origin's own limit in requests per second; `0` = unlimited.
+    pub origin_rate: f64,
+    /// The origin's burst.
+    pub origin_burst: u32,
+    /// Period of the `bursts` pattern, seconds.
+    pub burst_period_s: u32,
+    /// Start of the `herd` pattern's outage, seconds.
+    pub outage_start_s: u32,
+    /// End of the `herd` pattern's outage, seconds.
+    pub outage_end_s: u32,
+    /// Memory in use over time: `[seconds, fraction of the limit]` points, linear between them;
+    /// empty = unknown (pressure stays Low).
+    pub memory: Vec<[f64; 2]>,
+    /// `base_ns` of each `next_delay` call, in ms (the jitter's base).
+    pub base_ms: u32,
+    /// Tokens each request costs.
+    pub cost: u32,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            config: DEFAULT_CONFIG.to_string(),
+            clients: 20,
+            pattern: Pattern::Poisson,
+            rate_per_client: 0.35,
+            duration_s: 600,
+            seed: 1,
+            origin_rate: 8.0,
+            origin_burst: 10,
+            burst_period_s: 60,
+            outage_start_s: 200,
+            outage_end_s: 300,
+            memory: vec![[0.0, 0.5], [300.0, 0.9], [450.0, 0.6], [600.0, 0.6]],
+            base_ms: 0,
+            cost: 1,
+        }
+    }
+}
+
+/// The page's starting policy: 7.5 requests per second, a 10-request burst.
+pub const DEFAULT_CONFIG: &str = r#"{"seed":7,"limiters":[{"name":"origin","tokens_per_hour":27000,"burst":10}],"jitter":{"strategy":"adaptive","max_ms":500}}"#;
+
+/// A parameter outside its range, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// The parameter, as in the JSON and the URL.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        field,
+        message: message.into(),
+    }
+}
+
+impl Scenario {
+    /// Parses and validates a scenario; every error names its field.
+    pub fn from_json(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = serde_json::from_str(text)
+            .map_err(|e| invalid("", format!("scenario is not valid: {e}")))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Checks every range; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if !(1..=MAX_CLIENTS).contains(&self.clients) {
+            return Err(invalid(
+                "clients",
+                format!("must be from 1 to {MAX_CLIENTS}"),
+            ));
+        }
+        if !(self.rate_per_client.is_finite() && self.rate_per_client > 0.0) {
+            return Err(invalid("rate_per_client", "must be a number above 0"));
+        }
+        if !(1..=MAX_DURATION_S).contains(&self.duration_s) {
+            return Err(invalid(
+                "duration_s",
+                format!("must be from 1 to {MAX_DURATION_S}"),
+            ));
+        }
+        if self.seed > 1 << 53 {
+            return Err(invalid("seed", "must be from 0 to 2^53"));
+        }
+        if !(self.origin_rate.is_finite() && self.origin_rate >= 0.0) {
+            return Err(invalid(
+                "origin_rate",
+                "must be a number at least 0 (0 = unlimited)",
+            ));
+        }
+        if self.origin_rate > 0.0 && (self.origin_rate * 3600.0) < 0.0001 {
+            return Err(invalid("origin_rate", "is too slow to simulate"));
+        }
+        if self.origin_rate > 0.0 && self.origin_burst == 0 {
+            return Err(invalid("origin_burst", "must be at least 1"));
+        }
+        if self.pattern == Pattern::Bursts && self.burst_period_s == 0 {
+            return Err(invalid("burst_period_s", "must be at least 1"));
+        }
+        if self.pattern == Pattern::Herd && self.outage_start_s >= self.outage_end_s {
+            return Err(invalid("outage_end_s", "must be after outage_start_s"));
+        }
+        self.validate_memory()?;
+        if self.cost == 0 {
+            return Err(invalid("cost", "must be at least 1"));
+        }
+        let requests = self.expected_requests();
+        if requests > MAX_REQUESTS as f64 {
+            return Err(invalid(
+                "rate_per_client",
+                format!(
+                    "clients × rate × duration makes {requests:.0} requests; at most {MAX_REQUESTS} fit"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_memory(&self) -> Result<(), ScenarioError> {
+        let mut previous = f64::NEG_INFINITY;
+        for [t, fraction] in &self.memory {
+            if !(t.is_finite() && *t >= 0.0 && *t > previous) {
+                return Err(invalid("memory", "times must be at least 0 and increasing"));
+            }
+            if !(fraction.is_finite() && (0.0..=1.0).contains(fraction)) {
+                return Err(invalid("memory", "fractions must be from 0 to 1"));
+            }
+            previous = *t;
+        }
+        Ok(())
+    }
+
+    /// About how many requests the trace holds (exact for steady and bursts).
+    pub fn expected_requests(&self) -> f64 {
+        let per_client = match self.pattern {
+            Pattern::Bursts => {
+                let periods = (self.duration_s / self.burst_period_s.max(1)) as f64 + 1.0;
+                periods * self.burst_size() as f64
+            }
+            _ => self.rate_per_client * f64::from(self.duration_s),
+        };
+        per_client * f64::from(self.clients)
+    }
+
+    /// Requests each client sends at once in the `bursts` pattern.
+    pub fn burst_size(&self) -> u64 {
+        let size = libm::round(self.rate_per_client * f64::from(self.burst_period_s));
+        (size as u64).max(1)
+    }
+
+    /// Memory in use at `t_ns` as a fraction of the limit (`None` = unknown).
+    pub fn memory_at(&self, t_ns: u64) -> Option<f64> {
+        let (first, last) = (self.memory.first()?, self.memory.last()?);
+        let t = t_ns as f64 / 1e9;
+        if t <= first[0] {
+            return Some(first[1]);
+        }
+        if t >= last[0] {
+            return Some(last[1]);
+        }
+        let after = self.memory.iter().position(|p| p[0] > t)?;
+        let ([t0, f0], [t1, f1]) = (self.memory[after - 1], self.memory[after]);
+        Some(f0 + (f1 - f0) * (t - t0) / (t1 - t0))
+    }
+}
