@@ -409,7 +409,7 @@ impl<E: Engine> Simulation<E> {
 
 /// The 32 bytes `random_fill` serves a config without a seed: fixed by the scenario's seed.
 pub fn entropy_for(seed: u64) -> [u8; 32] {
-    let mut rng = Rng::from_seed(seed ^ 0x5EED_0F_E17_u64);
+    let mut rng = Rng::from_seed(seed ^ 0x5EED_F00D_u64);
     let mut bytes = [0u8; 32];
     for chunk in bytes.chunks_mut(8) {
         chunk.copy_from_slice(&rng.below(u64::MAX).to_le_bytes());
