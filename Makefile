@@ -6,7 +6,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
-.PHONY: run schedule test bench setup npm fmt-check clippy wasm-check unit-tests node-tests doc wasm
+.PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
+	browser-tests doc wasm www wasm-bindgen-cli chromium
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -19,19 +20,23 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 run: wasm
 	$(CARGO) run --quiet --release --locked -p pacer-host -- run
 
+## serve: the browser simulator at http://127.0.0.1:8000/ (pacer serve)
+serve: www
+	$(CARGO) run --quiet --release --locked -p pacer-host -- serve
+
 ## schedule: the core alone: a paced schedule on a virtual clock
 schedule:
 	$(CARGO) run --quiet --release --example schedule
 
 ## test: formatting, clippy (native + wasm32), the module, all Rust tests and doctests (the
 ## host's replay dist/pacer.wasm in wasmtime), the Node conformance runner, docs
-test: setup fmt-check clippy wasm-check wasm unit-tests node-tests doc
+test: setup fmt-check clippy wasm-check wasm unit-tests node-tests www browser-tests doc
 
 ## setup: the wasm32 target (asks rustup only when it is missing)
 setup:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
-## npm: the pinned JS tools (binaryen's wasm-opt), from package-lock.json
+## npm: the pinned JS tools (binaryen's wasm-opt, uPlot, playwright-core), from package-lock.json
 npm: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
 	@command -v node >/dev/null && command -v npm >/dev/null || \
@@ -49,12 +54,51 @@ dist/pacer.wasm: setup node_modules/.installed $(shell find src -name '*.rs') Ca
 	@mv $@.tmp $@
 	@echo "dist/pacer.wasm: $$(stat -c %s $@) bytes"
 
+## www: the browser crate behind wasm-bindgen, into www/pkg/, and uPlot into www/vendor/.
+## Its own target dir and RUSTFLAGS: getrandom uses `wasm_js` there (crypto.getRandomValues),
+## not the ABI module's no-backend setting from .cargo/config.toml.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+WWW_RAW := target/www/$(WASM_TARGET)/wasm/pacer_www.wasm
+www: www/pkg/pacer_www_bg.wasm www/vendor/uPlot.esm.js
+www/pkg/pacer_www_bg.wasm: node_modules/.installed $(shell find src sim/src www/src -name '*.rs') \
+		Cargo.toml Cargo.lock sim/Cargo.toml www/Cargo.toml | setup wasm-bindgen-cli
+	RUSTFLAGS= CARGO_TARGET_DIR=target/www $(CARGO) build -p pacer-www --profile wasm \
+		--target $(WASM_TARGET) --locked
+	@rm -rf www/pkg.tmp
+	wasm-bindgen --target web --no-typescript --out-dir www/pkg.tmp $(WWW_RAW)
+	$(WASM_OPT) -Os $(WASM_FEATURES) --strip-debug --strip-producers \
+		www/pkg.tmp/pacer_www_bg.wasm -o www/pkg.tmp/pacer_www_bg.opt.wasm
+	@mv www/pkg.tmp/pacer_www_bg.opt.wasm www/pkg.tmp/pacer_www_bg.wasm
+	@rm -rf www/pkg && mv www/pkg.tmp www/pkg
+	@echo "www/pkg/pacer_www_bg.wasm: $$(stat -c %s $@) bytes"
+www/vendor/uPlot.esm.js: node_modules/.installed
+	@mkdir -p www/vendor
+	cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css www/vendor/
+	@touch $@
+
+## wasm-bindgen-cli: exactly the wasm-bindgen version in Cargo.lock (installed once, ~2 min)
+wasm-bindgen-cli:
+	@[ "$$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" ] || \
+		$(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+## chromium: Debian's, for the browser tests (playwright-core drives it; it downloads no browser)
+chromium:
+	@[ -x /usr/bin/chromium ] || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+## browser-tests: the page in headless Chromium, served by `pacer serve`, checked against the
+## native simulator (`pacer simulate`)
+browser-tests: www wasm chromium node_modules/.installed
+	$(CARGO) build --locked -p pacer-host
+	node --test tests/browser/
+
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy: setup
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) clippy -p pacer --target $(WASM_TARGET) --locked -- -D warnings
+	RUSTFLAGS= CARGO_TARGET_DIR=target/www $(CARGO) clippy -p pacer-www --target $(WASM_TARGET) \
+		--locked -- -D warnings
 
 wasm-check: setup
 	$(CARGO) build -p pacer --target $(WASM_TARGET) --locked

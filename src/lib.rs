@@ -34,8 +34,10 @@
 
 extern crate alloc;
 
-// The wasm boundary: the one module allowed `unsafe`.
-#[cfg(target_arch = "wasm32")]
+// The wasm boundary: the one module allowed `unsafe`. Feature `abi` (default) puts ABI v1's
+// exports and imports into a wasm32 build; crates that link the core into a wasm module of
+// their own (the browser crate) turn it off.
+#[cfg(all(target_arch = "wasm32", feature = "abi"))]
 #[allow(unsafe_code, missing_docs)]
 mod abi;
 pub mod backoff;

@@ -30,6 +30,7 @@ pub mod pipeline;
 mod policy;
 pub mod pool;
 mod sandbox;
+pub mod site;
 
 pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironment};
 pub use error::HostError;

@@ -17,6 +17,7 @@ macro_rules! say {
 
 mod progress;
 mod run;
+mod simulate;
 use pacer::{Decision, Schedule};
 use pacer_host::memory::MemorySource;
 use pacer_host::{HostError, Policy, Runtime, SandboxOptions, ScriptedEnvironment};
@@ -48,6 +49,24 @@ enum Command {
         #[command(flatten)]
         options: run::OriginArgs,
     },
+    /// Serve the browser load simulator on 127.0.0.1 (build it first: `make www`).
+    Serve {
+        /// Port on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// The page's directory; default: this checkout's www/.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run a load simulation on the native core: the page's simulator, without the page.
+    Simulate {
+        /// A scenario (JSON, `-` = stdin); default: the page's starting scenario.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load a policy module, check it against ABI v1, and show a few of its decisions.
     Check {
         /// The module, e.g. dist/pacer.wasm (`make wasm` builds it).
@@ -70,6 +89,8 @@ fn main() -> ExitCode {
         Command::Check { module, config } => check(module, config.as_deref()),
         Command::Run(args) => run::run(args),
         Command::Origin { port, options } => run::origin(options, *port),
+        Command::Serve { port, dir } => simulate::serve(dir.as_deref(), *port),
+        Command::Simulate { scenario, json } => simulate::simulate(scenario.as_deref(), *json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,79 @@
+//! `pacer simulate` and `pacer serve`: the load simulator natively, and the page that runs it
+//! in a browser.
+
+use std::path::{Path, PathBuf};
+
+use pacer_host::site::Site;
+use pacer_sim::{CoreEngine, Scenario, Simulation};
+
+/// The page's directory in this checkout (`make www` fills its `pkg/` and `vendor/`).
+pub const WWW_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../www");
+
+/// Runs a scenario (JSON, as the page's "JSON" export and URL use) on the native core.
+pub fn simulate(scenario: Option<&Path>, json: bool) -> Result<(), String> {
+    let scenario = match scenario {
+        None => Scenario::default(),
+        Some(path) => {
+            let text = if path == Path::new("-") {
+                std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?
+            } else {
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+            };
+            Scenario::from_json(&text).map_err(|e| format!("scenario: {e}"))?
+        }
+    };
+    let report = Simulation::new(scenario, CoreEngine::new())
+        .and_then(Simulation::run)
+        .map_err(|e| e.to_string())?;
+    if json {
+        let text = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+        say!("{text}");
+        return Ok(());
+    }
+    let s = &report.summary;
+    say!("requests            {:>12}", s.requests);
+    say!("served (200)        {:>12}", s.admitted);
+    say!("429s                {:>12}", s.rejected_429);
+    say!("503s                {:>12}", s.failed_503);
+    say!("circuit refusals    {:>12}", s.refused_circuit);
+    say!("waiting at the end  {:>12}", s.waiting_at_end);
+    say!("wait p50            {:>12.1} ms", s.wait_p50_ms);
+    say!("wait p99            {:>12.1} ms", s.wait_p99_ms);
+    say!("wait max            {:>12.1} ms", s.wait_max_ms);
+    say!("achieved            {:>12.1} /h", s.achieved_per_hour);
+    say!("quota               {:>12.1} /h", s.quota_per_hour);
+    say!(
+        "achieved / quota    {:>12.1} %",
+        s.achieved_vs_quota * 100.0
+    );
+    Ok(())
+}
+
+/// Serves the page until Ctrl-C.
+pub fn serve(dir: Option<&Path>, port: u16) -> Result<(), String> {
+    let root = dir.map_or_else(|| PathBuf::from(WWW_DIR), Path::to_path_buf);
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    for built in [
+        "pkg/pacer_www.js",
+        "pkg/pacer_www_bg.wasm",
+        "vendor/uPlot.esm.js",
+    ] {
+        if !root.join(built).is_file() {
+            return Err(format!(
+                "{} is missing: build the page with `make www`",
+                root.join(built).display()
+            ));
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("tokio: {e}"))?;
+    runtime.block_on(async {
+        let site = Site::start(root.clone(), port)
+            .await
+            .map_err(|e| format!("127.0.0.1:{port}: {e}"))?;
+        say!("pacer serve: the load simulator at {}", site.url());
+        say!("  serving {} (Ctrl-C stops)", root.display());
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
+    })
+}
