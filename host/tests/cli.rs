@@ -124,3 +124,78 @@ fn run_fails_clearly_on_bad_arguments() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn simulate_runs_the_page_scenario_natively() {
+    let (ok, stdout, stderr) = pacer(&["simulate"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("requests"), "{stdout}");
+    assert!(stdout.contains("achieved / quota"), "{stdout}");
+
+    let scenario = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scenario.json");
+    std::fs::write(
+        &scenario,
+        r#"{"clients": 5, "rate_per_client": 1, "duration_s": 60, "pattern": "steady", "memory": []}"#,
+    )
+    .expect("write");
+    let (ok, stdout, stderr) = pacer(&[
+        "simulate",
+        "--json",
+        "--scenario",
+        &scenario.to_string_lossy(),
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["summary"]["requests"], 300);
+    assert_eq!(report["series"]["t_s"].as_array().map(Vec::len), Some(60));
+
+    std::fs::write(&scenario, r#"{"clients": 0}"#).expect("write");
+    let (ok, _, stderr) = pacer(&["simulate", "--scenario", &scenario.to_string_lossy()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("scenario: clients: must be from 1 to 100000"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_prints_its_url_and_refuses_a_directory_without_the_built_page() {
+    let empty = tempfile::tempdir().expect("a temp dir");
+    let (ok, _, stderr) = pacer(&[
+        "serve",
+        "--port",
+        "0",
+        "--dir",
+        &empty.path().to_string_lossy(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("pkg/pacer_www.js is missing: build the page with `make www`"),
+        "{stderr}"
+    );
+
+    for file in [
+        "pkg/pacer_www.js",
+        "pkg/pacer_www_bg.wasm",
+        "vendor/uPlot.esm.js",
+    ] {
+        let path = empty.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, "x").expect("write");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(["serve", "--port", "0", "--dir"])
+        .arg(empty.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pacer serve starts");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("a line");
+    child.kill().ok();
+    child.wait().ok();
+    assert!(
+        line.starts_with("pacer serve: the load simulator at http://127.0.0.1:"),
+        "{line}"
+    );
+}

@@ -37,7 +37,8 @@ enum Step {
     Act,
 }
 
-/// The policy facts the simulator needs from the config (read leniently: the engine validates).
+/// The policy facts the simulator needs from the config, read as the core reads it. A config
+/// the core refuses (a user's module may accept more) gives one limiter of unknown quota.
 #[derive(Debug, Clone, PartialEq)]
 struct ConfigFacts {
     tokens_per_hour: Vec<f64>,
@@ -46,23 +47,15 @@ struct ConfigFacts {
 
 impl ConfigFacts {
     fn read(json: &str) -> ConfigFacts {
-        let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-        let tokens_per_hour: Vec<f64> = value["limiters"]
-            .as_array()
-            .map(|limiters| {
-                limiters
-                    .iter()
-                    .map(|l| l["tokens_per_hour"].as_f64().unwrap_or(0.0))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let max_buffers = value["pool"]["max_buffers"]
-            .as_i64()
-            .and_then(|m| i32::try_from(m).ok())
-            .unwrap_or(20);
-        ConfigFacts {
-            tokens_per_hour,
-            max_buffers,
+        match pacer::Config::from_json(json) {
+            Ok(config) => ConfigFacts {
+                tokens_per_hour: config.limiters.iter().map(|l| l.tokens_per_hour).collect(),
+                max_buffers: i32::try_from(config.pool.max_buffers).unwrap_or(i32::MAX),
+            },
+            Err(_) => ConfigFacts {
+                tokens_per_hour: vec![0.0],
+                max_buffers: 20,
+            },
         }
     }
 }

@@ -164,12 +164,13 @@ impl Scenario {
         if self.cost == 0 {
             return Err(invalid("cost", "must be at least 1"));
         }
-        let requests = self.expected_requests();
-        if requests > MAX_REQUESTS as f64 {
+        // Whole numbers in the message: formatting a float would weigh on the browser's module.
+        let requests = self.expected_requests() as u64;
+        if requests > MAX_REQUESTS {
             return Err(invalid(
                 "rate_per_client",
                 format!(
-                    "clients × rate × duration makes {requests:.0} requests; at most {MAX_REQUESTS} fit"
+                    "clients × rate × duration makes {requests} requests; at most {MAX_REQUESTS} fit"
                 ),
             ));
         }

@@ -1,0 +1,200 @@
+// The simulator page in headless Chromium: its numbers against the native core's, compare
+// mode, the URL, a user's module, exports, and errors that say what is wrong.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import {
+  ROOT, startServer, launchBrowser, openPage, settled, runAgain, errorText, nativeReport,
+  exportedJson, query, outputDir,
+} from './support.mjs';
+
+// A run with something to see: an outage (503s, backoff, the circuit), an origin limit
+// tighter than the load, memory pressure rising through High, adaptive jitter.
+const CONFIG_A = JSON.stringify({
+  seed: 11,
+  limiters: [{ name: 'origin', tokens_per_hour: 32400, burst: 12 }],
+  jitter: { strategy: 'adaptive', max_ms: 800 },
+  backoff: { base_ms: 200, max_ms: 10000, failure_threshold: 4, open_ms: 5000 },
+});
+const CONFIG_B = JSON.stringify({
+  seed: 11,
+  limiters: [{ name: 'origin', tokens_per_hour: 50400, burst: 40 }],
+  jitter: { strategy: 'full', max_ms: 800 },
+});
+const PARAMS = {
+  clients: 30, pattern: 'herd', rate_per_client: 0.4, duration_s: 900, seed: 42,
+  origin_rate: 10, origin_burst: 5, burst_period_s: 60, outage_start_s: 300, outage_end_s: 420,
+  memory: '0:0.4, 400:0.9, 600:0.5', base_ms: 100, cost: 1, config: CONFIG_A,
+};
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+});
+
+/** The scenario a JSON export describes, for one side. */
+function scenarioOf(exported, side) {
+  return { ...exported.scenario, config: side === 'b' ? exported.config_b : exported.config };
+}
+
+test('a fixed-seed run gives exactly the native core\'s report, shown in the summary', async () => {
+  const page = await openPage(browser, server.url + query(PARAMS));
+  assert.equal(await settled(page), 'done', await errorText(page));
+  const exported = await exportedJson(page);
+  const native = nativeReport(scenarioOf(exported, 'a'));
+  assert.deepEqual(exported.results.a, native);
+  const summary = native.summary;
+  assert.ok(summary.failed_503 > 0 && summary.refused_circuit > 0 && summary.rejected_429 > 0,
+    `the scenario exercises outage, circuit and 429s: ${JSON.stringify(summary)}`);
+  const cell = (key) => page.textContent(`#summary td[data-side="a"][data-key="${key}"]`);
+  assert.equal(await cell('rejected_429'), summary.rejected_429.toLocaleString('en'));
+  assert.equal(await cell('admitted'), summary.admitted.toLocaleString('en'));
+  assert.equal(await cell('wait_p99_ms'),
+    `${summary.wait_p99_ms.toLocaleString('en', { maximumFractionDigits: 1 })} ms`);
+  const charts = await page.$$eval('#charts figure canvas', (canvases) => canvases.length);
+  assert.equal(charts, 6);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test('compare mode runs both configs on the same arrivals, each as natively', async () => {
+  const page = await openPage(browser, server.url + query({ ...PARAMS, compare: '1', config_b: CONFIG_B }));
+  assert.equal(await settled(page), 'done', await errorText(page));
+  const exported = await exportedJson(page);
+  assert.deepEqual(exported.results.b, nativeReport(scenarioOf(exported, 'b')));
+  assert.deepEqual(exported.results.a, nativeReport(scenarioOf(exported, 'a')));
+  const [a, b] = [exported.results.a.summary, exported.results.b.summary];
+  assert.equal(a.requests, b.requests, 'the same trace');
+  assert.notEqual(a.rejected_429, b.rejected_429);
+  const headers = await page.$$eval('#summary thead th', (ths) => ths.map((th) => th.textContent));
+  assert.deepEqual(headers, ['', 'Policy A', 'Policy B']);
+  const legend = await page.textContent('#charts');
+  assert.match(legend, /\(B\)/);
+  assert.equal(await page.isVisible('#policy-b'), true);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test('every parameter survives the URL: a run set in the form reruns the same from its link', async () => {
+  const page = await openPage(browser, server.url);
+  assert.equal(await settled(page), 'done', await errorText(page));
+  await page.fill('input[name="clients"]', '12');
+  await page.selectOption('select[name="pattern"]', 'bursts');
+  await page.fill('input[name="burst_period_s"]', '30');
+  await page.fill('input[name="seed"]', '9');
+  await page.fill('input[name="memory"]', '0:0.2, 100:0.95');
+  // The small policy form rewrites the JSON.
+  await page.fill('fieldset[data-side="a"] [data-field="tokens_per_hour"]', '18000');
+  await page.selectOption('fieldset[data-side="a"] [data-field="strategy"]', 'equal');
+  assert.equal(await runAgain(page), 'done', await errorText(page));
+  const config = JSON.parse(await page.inputValue('textarea[name="config"]'));
+  assert.equal(config.limiters[0].tokens_per_hour, 18000);
+  assert.equal(config.jitter.strategy, 'equal');
+  const link = page.url();
+  const first = await page.evaluate(() => window.pacer.results);
+
+  const again = await openPage(browser, link);
+  assert.equal(await settled(again), 'done', await errorText(again));
+  assert.deepEqual(await again.evaluate(() => window.pacer.results), first);
+  assert.equal(await again.inputValue('input[name="clients"]'), '12');
+  assert.equal(await again.inputValue('select[name="pattern"]'), 'bursts');
+  assert.equal(await again.inputValue('input[name="memory"]'), '0:0.2, 100:0.95');
+  assert.equal(await again.inputValue('fieldset[data-side="a"] [data-field="tokens_per_hour"]'), '18000');
+  assert.equal(await again.isVisible('input[name="burst_period_s"]'), true);
+  assert.equal(await again.isVisible('input[name="outage_start_s"]'), false);
+  await page.close();
+  await again.close();
+});
+
+test('a user-supplied dist/pacer.wasm runs through WebAssembly with the same results as the built-in core', async () => {
+  const page = await openPage(browser, server.url + query(PARAMS));
+  assert.equal(await settled(page), 'done', await errorText(page));
+  const builtIn = await page.evaluate(() => window.pacer.results.a);
+  await page.setInputFiles('#module-file', path.join(ROOT, 'dist/pacer.wasm'));
+  await page.waitForFunction(() => document.querySelector('#module-info').textContent.includes('ABI v1'));
+  assert.equal(await page.inputValue('select[name="engine_a"]'), 'module');
+  assert.equal(await runAgain(page), 'done', await errorText(page));
+  const onModule = await page.evaluate(() => ({ report: window.pacer.results.a, timing: window.pacer.timings.a }));
+  assert.equal(onModule.timing.engine, 'pacer.wasm');
+  assert.deepEqual(onModule.report, builtIn);
+  assert.match(await page.textContent('#summary thead'), /pacer\.wasm/);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test('bad input shows a clear message on the page, never a blank one', async () => {
+  const page = await openPage(browser, server.url);
+  assert.equal(await settled(page), 'done', await errorText(page));
+
+  // A config that is not JSON: flagged as typed, refused at Run, the old results stay.
+  await page.fill('textarea[name="config"]', '{"limiters": [');
+  const note = await page.textContent('.field-error[data-for="config"]');
+  assert.match(note, /^Policy A: /);
+  assert.equal(await runAgain(page), 'error');
+  assert.match(await errorText(page), /^Policy A: config: /);
+  assert.equal(await page.isVisible('#summary td[data-key="requests"]'), true);
+
+  // A config that parses but breaks a rule names the field.
+  await page.fill('textarea[name="config"]', '{"limiters":[{"name":"a","tokens_per_hour":60,"burst":0}]}');
+  assert.equal(await runAgain(page), 'error');
+  assert.match(await errorText(page), /limiters\[0\]\.burst/);
+
+  // A file that is not WebAssembly.
+  await page.setInputFiles('#module-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello, pacer') });
+  await page.waitForFunction(() => !document.querySelector('#error').hidden
+    && document.querySelector('#error').textContent.includes('notes.txt'));
+  assert.match(await errorText(page), /notes\.txt is not a WebAssembly module: it starts with 68 65 6c 6c/);
+  assert.match(await page.textContent('#module-info'), /^Not loaded: /);
+
+  // WebAssembly, but not a policy.
+  const empty = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+  await page.setInputFiles('#module-file', { name: 'empty.wasm', mimeType: 'application/wasm', buffer: empty });
+  await page.waitForFunction(() => document.querySelector('#error').textContent.includes('empty.wasm'));
+  assert.match(await errorText(page), /empty\.wasm lacks memory, pacer_abi_version/);
+
+  // Parameters out of range, from the form and from a link.
+  await page.fill('textarea[name="config"]', CONFIG_A);
+  await page.fill('input[name="clients"]', '0');
+  assert.equal(await runAgain(page), 'error');
+  assert.match(await errorText(page), /clients: must be from 1 to 100000/);
+  await page.fill('input[name="clients"]', '10');
+  await page.fill('input[name="memory"]', '0:half');
+  assert.equal(await runAgain(page), 'error');
+  assert.match(await errorText(page), /memory: "0:half" is not seconds:fraction/);
+
+  const link = await openPage(browser, `${server.url}?clients=lots&duration_s=60`);
+  await link.waitForFunction(() => document.body.dataset.status === 'error');
+  assert.match(await errorText(link), /clients: "lots" is not a number/);
+  assert.equal(await link.isVisible('#form'), true);
+  await page.close();
+  await link.close();
+});
+
+test('CSV export has a row per sample and a screenshot is written for inspection', async () => {
+  const page = await openPage(browser, server.url + query({ ...PARAMS, compare: '1', config_b: CONFIG_B }));
+  assert.equal(await settled(page), 'done', await errorText(page));
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const csv = readFileSync(await download.path(), 'utf8').trim().split('\n');
+  const header = csv[0].split(',');
+  assert.equal(header[0], 't_s');
+  assert.ok(header.includes('rejected_429_per_s_a') && header.includes('rejected_429_per_s_b'), header.join());
+  assert.equal(csv.length, 1 + 900);
+  assert.ok(csv.slice(1).every((row) => row.split(',').length === header.length));
+  const file = path.join(outputDir(), 'simulator.png');
+  await page.screenshot({ path: file, fullPage: true });
+  const png = readFileSync(file);
+  assert.deepEqual([...png.subarray(1, 4)], [...Buffer.from('PNG')]);
+  assert.ok(png.length > 50_000, `a screenshot with charts, not a blank page (${png.length} bytes)`);
+  writeFileSync(path.join(outputDir(), 'simulator.url'), page.url());
+  await page.close();
+});
