@@ -83,7 +83,7 @@ wasm-bindgen-cli:
 
 ## chromium: Debian's, for the browser tests (playwright-core drives it; it downloads no browser)
 chromium:
-	@[ -x /usr/bin/chromium ] || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+	@[ -x /usr/bin/chromium ] || { apt-get update && apt-get install -y chromium fonts-liberation; }
 
 ## browser-tests: the page in headless Chromium, served by `pacer serve`, checked against the
 ## native simulator (`pacer simulate`)
@@ -112,6 +112,11 @@ node-tests: wasm
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
+
+## bench-www: the simulator's speed in headless Chromium and the page's weight (BENCHMARKS.md)
+bench-www: www wasm chromium node_modules/.installed
+	$(CARGO) build --locked -p pacer-host
+	node scripts/browser-bench.mjs
 
 ## bench: criterion benchmarks, pacer side by side with governor (see BENCHMARKS.md)
 bench: wasm
