@@ -2,7 +2,8 @@
 
 use core::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Most requests one scenario may generate (a browser tab keeps them all in memory).
 pub const MAX_REQUESTS: u64 = 5_000_000;
@@ -12,7 +13,7 @@ pub const MAX_DURATION_S: u32 = 7 * 24 * 3600;
 pub const MAX_CLIENTS: u32 = 100_000;
 
 /// How clients send their requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pattern {
     /// Evenly spaced, clients interleaved.
@@ -27,8 +28,7 @@ pub enum Pattern {
 }
 
 /// A simulation's parameters; JSON field names match the page's URL parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {
     /// The policy config, ABI v1 JSON.
     pub config: String,
@@ -115,9 +115,42 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ScenarioError {
 
 impl Scenario {
     /// Parses and validates a scenario; every error names its field.
+    ///
+    /// Missing fields keep [`Scenario::default`]'s values; unknown fields are errors. Read
+    /// through `serde_json::Value`, as the core reads its config: typed deserialization would
+    /// pull float formatting (for its error messages) into the browser's module.
     pub fn from_json(text: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = serde_json::from_str(text)
-            .map_err(|e| invalid("", format!("scenario is not valid: {e}")))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| invalid("", format!("scenario is not valid JSON: {e}")))?;
+        let Value::Object(fields) = value else {
+            return Err(invalid("", "scenario must be a JSON object"));
+        };
+        let mut scenario = Scenario::default();
+        for (name, value) in &fields {
+            let s = &mut scenario;
+            match name.as_str() {
+                "config" => s.config = text_of(value, "config")?,
+                "clients" => s.clients = whole(value, "clients")?,
+                "pattern" => s.pattern = pattern_of(value)?,
+                "rate_per_client" => s.rate_per_client = number(value, "rate_per_client")?,
+                "duration_s" => s.duration_s = whole(value, "duration_s")?,
+                "seed" => s.seed = whole(value, "seed")?,
+                "origin_rate" => s.origin_rate = number(value, "origin_rate")?,
+                "origin_burst" => s.origin_burst = whole(value, "origin_burst")?,
+                "burst_period_s" => s.burst_period_s = whole(value, "burst_period_s")?,
+                "outage_start_s" => s.outage_start_s = whole(value, "outage_start_s")?,
+                "outage_end_s" => s.outage_end_s = whole(value, "outage_end_s")?,
+                "memory" => s.memory = memory_of(value)?,
+                "base_ms" => s.base_ms = whole(value, "base_ms")?,
+                "cost" => s.cost = whole(value, "cost")?,
+                other => {
+                    return Err(invalid(
+                        "",
+                        format!("unknown field `{other}` (expected {})", FIELDS.join(", ")),
+                    ));
+                }
+            }
+        }
         scenario.validate()?;
         Ok(scenario)
     }
@@ -223,4 +256,79 @@ impl Scenario {
         let ([t0, f0], [t1, f1]) = (self.memory[after - 1], self.memory[after]);
         Some(f0 + (f1 - f0) * (t - t0) / (t1 - t0))
     }
+}
+
+/// The fields of a scenario's JSON.
+pub const FIELDS: [&str; 14] = [
+    "config",
+    "clients",
+    "pattern",
+    "rate_per_client",
+    "duration_s",
+    "seed",
+    "origin_rate",
+    "origin_burst",
+    "burst_period_s",
+    "outage_start_s",
+    "outage_end_s",
+    "memory",
+    "base_ms",
+    "cost",
+];
+
+fn text_of(value: &Value, field: &'static str) -> Result<String, ScenarioError> {
+    value
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| invalid(field, "must be a string"))
+}
+
+fn number(value: &Value, field: &'static str) -> Result<f64, ScenarioError> {
+    value
+        .as_f64()
+        .ok_or_else(|| invalid(field, "must be a number"))
+}
+
+/// A whole number that fits `T`; `3.0` counts, as in the policy config.
+fn whole<T: TryFrom<u64>>(value: &Value, field: &'static str) -> Result<T, ScenarioError> {
+    let whole = value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|x| *x >= 0.0 && *x <= 9_007_199_254_740_992.0 && libm::trunc(*x) == *x)
+            .map(|x| x as u64)
+    });
+    let whole = whole.ok_or_else(|| invalid(field, "must be a whole number, at least 0"))?;
+    T::try_from(whole).map_err(|_| invalid(field, "is too large"))
+}
+
+fn pattern_of(value: &Value) -> Result<Pattern, ScenarioError> {
+    match value.as_str() {
+        Some("steady") => Ok(Pattern::Steady),
+        Some("poisson") => Ok(Pattern::Poisson),
+        Some("bursts") => Ok(Pattern::Bursts),
+        Some("herd") => Ok(Pattern::Herd),
+        _ => Err(invalid(
+            "pattern",
+            "must be one of steady, poisson, bursts, herd",
+        )),
+    }
+}
+
+fn memory_of(value: &Value) -> Result<Vec<[f64; 2]>, ScenarioError> {
+    let points = value
+        .as_array()
+        .ok_or_else(|| invalid("memory", "must be a list of [seconds, fraction] pairs"))?;
+    points
+        .iter()
+        .map(|point| match point.as_array().map(Vec::as_slice) {
+            Some([t, f]) => match (t.as_f64(), f.as_f64()) {
+                (Some(t), Some(f)) => Ok([t, f]),
+                _ => Err(invalid("memory", "pairs must hold two numbers")),
+            },
+            _ => Err(invalid(
+                "memory",
+                "must be a list of [seconds, fraction] pairs",
+            )),
+        })
+        .collect()
 }

@@ -294,6 +294,38 @@ fn bad_scenarios_are_refused_naming_the_field() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(message.contains("unknown field `bogus`"), "{message}");
+    for (json, expected) in [
+        (r#"{"clients": 2.5}"#, "clients: must be a whole number"),
+        (r#"{"clients": -1}"#, "clients: must be a whole number"),
+        (r#"{"clients": 5000000000}"#, "clients: is too large"),
+        (r#"{"pattern": "wave"}"#, "pattern: must be one of"),
+        (r#"{"memory": [[0, 0.5], [1]]}"#, "memory: must be a list"),
+        (r#"{"config": 7}"#, "config: must be a string"),
+        (
+            r#"{"rate_per_client": "fast"}"#,
+            "rate_per_client: must be a number",
+        ),
+        (r#"[1]"#, "scenario must be a JSON object"),
+        (r#"{"#, "scenario is not valid JSON"),
+    ] {
+        let message = Scenario::from_json(json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains(expected),
+            "{json}: {message:?} lacks {expected:?}"
+        );
+    }
+    let whole = Scenario::from_json(r#"{"clients": 3.0, "memory": [[0, 0.5]], "pattern": "herd"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((whole.clients, whole.pattern), (3, Pattern::Herd));
+    let default = serde_json::to_string(&Scenario::default()).expect("serializes");
+    assert_eq!(
+        Scenario::from_json(&default),
+        Ok(Scenario::default()),
+        "a round trip"
+    );
 }
 
 #[test]

@@ -142,7 +142,7 @@ async function simulate(state, side, done, total) {
       await nextFrame();
     }
     const timing = { busy_ms: busyMs, decisions: sim.decisions(), requests: sim.requests(), engine: onModule ? uploaded.name : 'core' };
-    return { report: JSON.parse(sim.reportJson()), timing };
+    return { report: sim.report(), timing };
   } catch (e) {
     throw new Error(`Policy ${label}: ${messageOf(e)}`);
   } finally {
@@ -303,7 +303,7 @@ async function start() {
     return;
   }
   window.pacer = { run, bench, results: null };
-  const defaults = JSON.parse(wasm.defaultScenario());
+  const defaults = wasm.defaultScenario();
   const { state, errors } = stateFromQuery(location.search, defaults);
   fillForm(form, state);
   wirePolicy('a');

@@ -3,6 +3,7 @@
 //! A thin layer: every decision is the core's (`pacer`), every simulated event the
 //! simulator's (`pacer_sim`). JS draws; Rust decides.
 
+mod report;
 mod user_module;
 
 use pacer_sim::{CoreEngine, Engine, Scenario, Simulation};
@@ -52,19 +53,16 @@ impl Simulator {
         self.simulation.decisions() as f64
     }
 
-    /// The report as JSON, once the run is over.
-    #[wasm_bindgen(js_name = reportJson)]
-    pub fn report_json(&self) -> Option<String> {
-        self.simulation
-            .report()
-            .and_then(|report| serde_json::to_string(report).ok())
+    /// The report (`{ summary, series, wait_histogram, jitter }`), once the run is over.
+    pub fn report(&self) -> Option<js_sys::Object> {
+        self.simulation.report().map(report::to_js)
     }
 }
 
-/// The default scenario as JSON: the page's starting values.
+/// The default scenario: the page's starting values.
 #[wasm_bindgen(js_name = defaultScenario)]
-pub fn default_scenario() -> String {
-    serde_json::to_string(&Scenario::default()).unwrap_or_default()
+pub fn default_scenario() -> js_sys::Object {
+    report::scenario_to_js(&Scenario::default())
 }
 
 /// Checks a policy config as the module would: `undefined` if valid, else the message.
