@@ -36,6 +36,17 @@ try {
   console.log(`simulator: ${best.requests} requests, ${best.decisions} decisions in ${best.busy_ms.toFixed(0)} ms `
     + `(best of 3: ${runs.map((r) => r.busy_ms.toFixed(0)).join(', ')} ms) = `
     + `${(best.decisions / best.busy_ms / 1000).toFixed(2)} M decisions/s`);
+  // The same run with dist/pacer.wasm dropped in: every call crosses wasm -> JS -> wasm.
+  await page.setInputFiles('#module-file', path.join(ROOT, 'dist/pacer.wasm'));
+  await page.waitForFunction(() => document.querySelector('#module-info').textContent.includes('ABI v1'));
+  await page.evaluate(() => { document.body.dataset.status = 'ready'; });
+  await page.click('#run');
+  if ((await settled(page)) !== 'done') throw new Error(await errorText(page));
+  const module = await page.evaluate(() => window.pacer.timings.a);
+  console.log(`same run on dist/pacer.wasm through WebAssembly: ${module.busy_ms.toFixed(0)} ms = `
+    + `${(module.decisions / module.busy_ms / 1000).toFixed(2)} M decisions/s `
+    + `(${(module.busy_ms / best.busy_ms).toFixed(1)}x the built-in core's time)`);
+  await page.selectOption('select[name="engine_a"]', 'core');
   const rates = [];
   for (let i = 0; i < 3; i += 1) rates.push(await page.evaluate(() => window.pacer.bench(5_000_000)));
   console.log(`raw try_acquire batch: ${rates.map((r) => (r / 1e6).toFixed(1)).join(', ')} M decisions/s`);
