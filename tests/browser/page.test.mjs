@@ -92,6 +92,10 @@ test('compare mode runs both configs on the same arrivals, each as natively', as
   const legend = await page.textContent('#charts');
   assert.match(legend, /\(B\)/);
   assert.equal(await page.isVisible('#policy-b'), true);
+  // B's small form is A's, kept in step with B's own JSON.
+  assert.equal(await page.inputValue('fieldset[data-side="b"] [data-field="tokens_per_hour"]'), '50400');
+  assert.equal(await page.inputValue('fieldset[data-side="b"] [data-field="strategy"]'), 'full');
+  assert.equal(await page.inputValue('fieldset[data-side="a"] [data-field="strategy"]'), 'adaptive');
   assert.deepEqual(page.problems, []);
   await page.close();
 });

@@ -54,6 +54,19 @@ function checkConfigField(name) {
   return message;
 }
 
+/** Policy B's fieldset: a copy of A's, renamed, placed after the compare toggle. */
+function buildPolicyB() {
+  const a = document.querySelector('fieldset.policy[data-side="a"]');
+  const b = a.cloneNode(true);
+  b.dataset.side = 'b';
+  b.id = 'policy-b';
+  b.querySelector('legend').textContent = 'Policy B';
+  b.querySelector('textarea[name="config"]').name = 'config_b';
+  b.querySelector('.field-error').dataset.for = 'config_b';
+  b.querySelector('select[name="engine_a"]').name = 'engine_b';
+  form.elements.compare.closest('label').after(b);
+}
+
 function wirePolicy(side) {
   const fieldset = document.querySelector(`fieldset.policy[data-side="${side}"]`);
   const textarea = form.elements[side === 'a' ? 'config' : 'config_b'];
@@ -305,6 +318,7 @@ async function start() {
   window.pacer = { run, bench, results: null };
   const defaults = wasm.defaultScenario();
   const { state, errors } = stateFromQuery(location.search, defaults);
+  buildPolicyB();
   fillForm(form, state);
   wirePolicy('a');
   wirePolicy('b');
