@@ -106,6 +106,10 @@ test('every parameter survives the URL: a run set in the form reruns the same fr
   await page.fill('input[name="clients"]', '12');
   await page.selectOption('select[name="pattern"]', 'bursts');
   await page.fill('input[name="burst_period_s"]', '30');
+  // A fresh seed comes from crypto.getRandomValues (getrandom's wasm_js backend).
+  await page.click('#new-seed');
+  const fresh = Number(await page.inputValue('input[name="seed"]'));
+  assert.ok(Number.isInteger(fresh) && fresh >= 0 && fresh <= 2 ** 53 && fresh !== 1, String(fresh));
   await page.fill('input[name="seed"]', '9');
   await page.fill('input[name="memory"]', '0:0.2, 100:0.95');
   // The small policy form rewrites the JSON.
