@@ -28,8 +28,9 @@ serve: www
 schedule:
 	$(CARGO) run --quiet --release --example schedule
 
-## test: formatting, clippy (native + wasm32), the module, all Rust tests and doctests (the
-## host's replay dist/pacer.wasm in wasmtime), the Node conformance runner, docs
+## test: formatting, clippy (native + wasm32), the modules, all Rust tests and doctests (the
+## host's replay dist/pacer.wasm in wasmtime), the Node conformance runner, the page in
+## headless Chromium, docs
 test: setup fmt-check clippy wasm-check wasm unit-tests node-tests www browser-tests doc
 
 ## setup: the wasm32 target (asks rustup only when it is missing)
