@@ -41,6 +41,10 @@ pub trait Engine {
     fn pool_target(&mut self, max_buffers: i32) -> i32;
     /// The message of the last failed call.
     fn last_error(&mut self) -> String;
+    /// Why the engine stopped answering, if it trapped (hosts that can trap say so).
+    fn trap(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The imports the built-in core sees: the virtual clock and memory, entropy from the scenario.
@@ -166,5 +170,8 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn last_error(&mut self) -> String {
         (**self).last_error()
+    }
+    fn trap(&self) -> Option<String> {
+        (**self).trap()
     }
 }

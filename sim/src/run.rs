@@ -286,6 +286,9 @@ impl<E: Engine> Simulation<E> {
     }
 
     fn failed_call(&mut self, export: &str, code: i64) -> SimulationError {
+        if let Some(trap) = self.engine.trap() {
+            return SimulationError(format!("pacer_{export} trapped: {trap}"));
+        }
         SimulationError(format!(
             "pacer_{export} returned {code}: {}",
             self.engine.last_error()

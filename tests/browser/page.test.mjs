@@ -3,7 +3,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   ROOT, startServer, launchBrowser, openPage, settled, runAgain, errorText, nativeReport,
@@ -208,6 +210,40 @@ test('bad input shows a clear message on the page, never a blank one', async () 
   assert.equal(await link.isVisible('#form'), true);
   await page.close();
   await link.close();
+});
+
+// An ABI v1 module whose next_delay traps: assembled by binaryen's wasm-as (npm).
+const TRAPPING_WAT = `(module
+  (memory (export "memory") 1)
+  (func (export "pacer_abi_version") (result i32) (i32.const 1))
+  (func (export "pacer_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "pacer_dealloc") (param i32 i32))
+  (func (export "pacer_configure") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "pacer_last_error_ptr") (result i32) (i32.const 0))
+  (func (export "pacer_last_error_len") (result i32) (i32.const 0))
+  (func (export "pacer_try_acquire") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "pacer_available_milli") (param i32) (result i64) (i64.const 0))
+  (func (export "pacer_on_response") (param i32 i32 i64) (result i32) (i32.const 0))
+  (func (export "pacer_next_delay_ns") (param i32 i32 i64) (result i64) (unreachable))
+  (func (export "pacer_retry_in_ns") (param i32) (result i64) (i64.const 0))
+  (func (export "pacer_jitter_ns") (param i64 i32) (result i64) (i64.const 0))
+  (func (export "pacer_pressure") (result i32) (i32.const 0))
+  (func (export "pacer_pool_target") (param i32) (result i32) (i32.const 0)))`;
+
+test('a user module that traps ends its run with the trap\'s message, and the page goes on', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pacer-wat-'));
+  writeFileSync(path.join(dir, 'trap.wat'), TRAPPING_WAT);
+  execFileSync(path.join(ROOT, 'node_modules/.bin/wasm-as'), [path.join(dir, 'trap.wat'), '-o', path.join(dir, 'trap.wasm')]);
+  const page = await openPage(browser, server.url);
+  assert.equal(await settled(page), 'done', await errorText(page));
+  await page.setInputFiles('#module-file', path.join(dir, 'trap.wasm'));
+  await page.waitForFunction(() => document.querySelector('#module-info').textContent.includes('ABI v1'));
+  assert.equal(await runAgain(page), 'error');
+  assert.match(await errorText(page), /^Policy A: pacer_next_delay_ns trapped: unreachable$/);
+  await page.selectOption('select[name="engine_a"]', 'core');
+  assert.equal(await runAgain(page), 'done', await errorText(page));
+  assert.equal(await page.isVisible('#error'), false);
+  await page.close();
 });
 
 test('CSV export has a row per sample and a screenshot is written for inspection', async () => {

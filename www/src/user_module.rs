@@ -141,9 +141,9 @@ impl Engine for JsEngine {
         self.answer(result).clamp(-1, i64::from(i32::MAX)) as i32
     }
     fn last_error(&mut self) -> String {
-        match &self.trap {
-            Some(trap) => format!("the module trapped: {trap}"),
-            None => self.module.last_error(),
-        }
+        self.module.last_error()
+    }
+    fn trap(&self) -> Option<String> {
+        self.trap.clone()
     }
 }
