@@ -41,7 +41,7 @@ setup:
 npm: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
 	@command -v node >/dev/null && command -v npm >/dev/null || \
-		{ apt-get update && apt-get install -y nodejs npm; }
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -84,7 +84,7 @@ wasm-bindgen-cli:
 
 ## chromium: Debian's, for the browser tests (playwright-core drives it; it downloads no browser)
 chromium:
-	@[ -x /usr/bin/chromium ] || { apt-get update && apt-get install -y chromium fonts-liberation; }
+	@[ -x /usr/bin/chromium ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-liberation; }
 
 ## browser-tests: the page in headless Chromium, served by `pacer serve`, checked against the
 ## native simulator (`pacer simulate`)
