@@ -89,7 +89,8 @@ chromium:
 ## browser-tests: the page in headless Chromium, served by `pacer serve`, checked against the
 ## native simulator (`pacer simulate`)
 browser-tests: www wasm chromium node_modules/.installed
-	$(CARGO) build --locked -p pacer-host
+	@# target/debug/pacer as the Rust tests build it (the same features: no second build)
+	$(CARGO) test --workspace --locked --no-run --quiet
 	node --test tests/browser/
 
 fmt-check:
@@ -116,7 +117,7 @@ doc:
 
 ## bench-www: the simulator's speed in headless Chromium and the page's weight (BENCHMARKS.md)
 bench-www: www wasm chromium node_modules/.installed
-	$(CARGO) build --locked -p pacer-host
+	$(CARGO) test --workspace --locked --no-run --quiet
 	node scripts/browser-bench.mjs
 
 ## bench: criterion benchmarks, pacer side by side with governor (see BENCHMARKS.md)
