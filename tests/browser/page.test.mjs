@@ -236,8 +236,15 @@ test('a user module that traps ends its run with the trap\'s message, and the pa
   execFileSync(path.join(ROOT, 'node_modules/.bin/wasm-as'), [path.join(dir, 'trap.wat'), '-o', path.join(dir, 'trap.wasm')]);
   const page = await openPage(browser, server.url);
   assert.equal(await settled(page), 'done', await errorText(page));
-  await page.setInputFiles('#module-file', path.join(dir, 'trap.wasm'));
-  await page.waitForFunction(() => document.querySelector('#module-info').textContent.includes('ABI v1'));
+  // Dropped on the page this time, as a user would drag it from their files.
+  const bytes = [...readFileSync(path.join(dir, 'trap.wasm'))];
+  const dataTransfer = await page.evaluateHandle((content) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([new Uint8Array(content)], 'trap.wasm', { type: 'application/wasm' }));
+    return transfer;
+  }, bytes);
+  await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+  await page.waitForFunction(() => document.querySelector('#module-info').textContent.match(/^trap\.wasm: [0-9,]+ bytes, ABI v1/));
   assert.equal(await runAgain(page), 'error');
   assert.match(await errorText(page), /^Policy A: pacer_next_delay_ns trapped: unreachable$/);
   await page.selectOption('select[name="engine_a"]', 'core');
