@@ -24,6 +24,7 @@ pub struct ReadmeDoctests;
 
 mod environment;
 mod error;
+mod loopback;
 pub mod memory;
 pub mod origin;
 pub mod pipeline;

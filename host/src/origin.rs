@@ -22,6 +22,8 @@ use pacer::{Decision, KeyedLimiter, Quota};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::loopback::LoopbackServer;
+
 /// How the origin behaves.
 #[derive(Debug, Clone)]
 pub struct OriginOptions {
@@ -94,9 +96,8 @@ struct Shared {
 
 /// A running origin; dropping it stops the server.
 pub struct Origin {
-    address: SocketAddr,
+    server: LoopbackServer,
     stats: Arc<OriginStats>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Origin {
@@ -138,41 +139,18 @@ impl Origin {
             .route("/index.json", get(index))
             .route("/files/{name}", get(file))
             .with_state(shared);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let address = listener.local_addr()?;
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, service).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(error) = served.await {
-                tracing::error!(%error, "origin stopped");
-            }
-        });
-        Ok(Origin {
-            address,
-            stats,
-            shutdown: Some(shutdown),
-        })
+        let server = LoopbackServer::start(app, port, "origin").await?;
+        Ok(Origin { server, stats })
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     /// What the origin has seen so far.
     pub fn stats(&self) -> &OriginStats {
         &self.stats
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! types (`application/wasm`, `text/javascript`), so `file://` will not do. A static
 //! server, nothing more: no directory listings, no dotfiles, no path outside the root.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,11 +12,12 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::loopback::LoopbackServer;
+
 /// A running site server; stops when dropped.
 #[derive(Debug)]
 pub struct Site {
-    address: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: LoopbackServer,
 }
 
 impl Site {
@@ -26,34 +26,13 @@ impl Site {
         let app = Router::new()
             .fallback(serve_file)
             .with_state(Arc::new(root));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        let address = listener.local_addr()?;
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(error) = served.await {
-                tracing::error!(%error, "site server stopped");
-            }
-        });
-        Ok(Site {
-            address,
-            shutdown: Some(shutdown),
-        })
+        let server = LoopbackServer::start(app, port, "site").await?;
+        Ok(Site { server })
     }
 
     /// `http://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
-        format!("http://{}/", self.address)
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        format!("http://{}/", self.server.address())
     }
 }
 

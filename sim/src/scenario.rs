@@ -13,8 +13,7 @@ pub const MAX_DURATION_S: u32 = 7 * 24 * 3600;
 pub const MAX_CLIENTS: u32 = 100_000;
 
 /// How clients send their requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pattern {
     /// Evenly spaced, clients interleaved.
     Steady,
@@ -25,6 +24,32 @@ pub enum Pattern {
     /// Steady, but the origin answers 503 through the outage: the requests held back meanwhile
     /// (by backoff and the circuit) return together when it ends.
     Herd,
+}
+
+impl Pattern {
+    /// Every pattern, in the order the page lists them.
+    pub const ALL: [Pattern; 4] = [
+        Pattern::Steady,
+        Pattern::Poisson,
+        Pattern::Bursts,
+        Pattern::Herd,
+    ];
+
+    /// The name in JSON and in the URL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Steady => "steady",
+            Pattern::Poisson => "poisson",
+            Pattern::Bursts => "bursts",
+            Pattern::Herd => "herd",
+        }
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 /// A simulation's parameters; JSON field names match the page's URL parameters.
@@ -302,16 +327,10 @@ fn whole<T: TryFrom<u64>>(value: &Value, field: &'static str) -> Result<T, Scena
 }
 
 fn pattern_of(value: &Value) -> Result<Pattern, ScenarioError> {
-    match value.as_str() {
-        Some("steady") => Ok(Pattern::Steady),
-        Some("poisson") => Ok(Pattern::Poisson),
-        Some("bursts") => Ok(Pattern::Bursts),
-        Some("herd") => Ok(Pattern::Herd),
-        _ => Err(invalid(
-            "pattern",
-            "must be one of steady, poisson, bursts, herd",
-        )),
-    }
+    Pattern::ALL
+        .into_iter()
+        .find(|p| value.as_str() == Some(p.name()))
+        .ok_or_else(|| invalid("pattern", "must be one of steady, poisson, bursts, herd"))
 }
 
 fn memory_of(value: &Value) -> Result<Vec<[f64; 2]>, ScenarioError> {

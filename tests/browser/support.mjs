@@ -2,7 +2,7 @@
 // playwright-core, and `pacer simulate` for the native side of every comparison.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,9 +85,7 @@ export function nativeReport(scenario) {
 /** The page's JSON export (clicks the button, reads the download). */
 export async function exportedJson(page) {
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
-  const file = await download.path();
-  const { readFileSync } = await import('node:fs');
-  return JSON.parse(readFileSync(file, 'utf8'));
+  return JSON.parse(readFileSync(await download.path(), 'utf8'));
 }
 
 /** A query string for a scenario (the page's URL parameters). */

@@ -46,13 +46,8 @@ export function parseNumber(name, text) {
  */
 export function stateFromQuery(search, defaults) {
   const query = new URLSearchParams(search);
-  const state = {
-    scenario: { ...defaults },
-    configB: defaults.config,
-    compare: false,
-  };
-  delete state.scenario.config;
-  state.config = defaults.config;
+  const { config, ...scenario } = defaults;
+  const state = { scenario, config, configB: config, compare: false };
   const errors = [];
   for (const name of NUMBER_FIELDS) {
     if (!query.has(name)) continue;

@@ -105,13 +105,7 @@ pub fn scenario_to_js(s: &pacer_sim::Scenario) -> Object {
     let object = Object::new();
     set(&object, "config", s.config.as_str());
     set(&object, "clients", s.clients);
-    let pattern = match s.pattern {
-        pacer_sim::Pattern::Steady => "steady",
-        pacer_sim::Pattern::Poisson => "poisson",
-        pacer_sim::Pattern::Bursts => "bursts",
-        pacer_sim::Pattern::Herd => "herd",
-    };
-    set(&object, "pattern", pattern);
+    set(&object, "pattern", s.pattern.name());
     set(&object, "rate_per_client", s.rate_per_client);
     set(&object, "duration_s", s.duration_s);
     set(&object, "seed", s.seed as f64);
