@@ -185,6 +185,21 @@ pub extern "C" fn pacer_on_response(limiter: i32, status: i32, retry_after_ms: i
 }
 
 #[unsafe(no_mangle)]
+pub extern "C" fn pacer_on_response_sent(
+    limiter: i32,
+    status: i32,
+    retry_after_ms: i64,
+    sent_at_ns: i64,
+) -> i32 {
+    exports().on_response_sent(limiter, status, retry_after_ms, sent_at_ns)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pacer_replace_ns(limiter: i32, cost: i32, due_in_ns: i64) -> i64 {
+    exports().replace_ns(limiter, cost, due_in_ns)
+}
+
+#[unsafe(no_mangle)]
 pub extern "C" fn pacer_next_delay_ns(limiter: i32, cost: i32, base_ns: i64) -> i64 {
     exports().next_delay_ns(limiter, cost, base_ns)
 }

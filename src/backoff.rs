@@ -79,15 +79,31 @@ pub enum Circuit {
     },
 }
 
-/// Consecutive failures and the circuit of one limiter.
+/// What a host knows of when the request behind a response was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Unknown (`pacer_on_response`): a response reported while the limiter is paused answers
+    /// a request admitted before that pause.
+    Unknown {
+        /// Whether the limiter is paused at the response.
+        paused: bool,
+    },
+    /// Sent at this time (`pacer_on_response_sent`): the request was in flight exactly when
+    /// it was sent before the failure that began the current round.
+    At(Nanos),
+}
+
+/// Consecutive failed rounds and the circuit of one limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Breaker {
     failures: u32,
     circuit: Circuit,
+    /// When the latest failure that counted was reported: the start of the current round.
+    round_began: Option<Nanos>,
 }
 
 impl Breaker {
-    /// Consecutive failures so far.
+    /// Consecutive failed rounds so far (failures in flight do not count).
     pub fn failures(&self) -> u32 {
         self.failures
     }
@@ -95,6 +111,11 @@ impl Breaker {
     /// The circuit's state.
     pub fn circuit(&self) -> Circuit {
         self.circuit
+    }
+
+    /// When the latest counted failure was reported, if any.
+    pub fn round_began(&self) -> Option<Nanos> {
+        self.round_began
     }
 
     /// While the circuit refuses at `now`: the ns until asking again can succeed; else 0.
@@ -118,27 +139,51 @@ impl Breaker {
         };
     }
 
-    /// Records a response at `now`. For a failure, returns when the limiter's pause should end:
-    /// at `retry_after_ns` when given, else after a full-jitter draw from `U[0, ceiling]`.
+    /// Records a response at `now`. For a failure, returns when the limiter's pause should end
+    /// (the limiter keeps a longer pause already in force).
+    ///
+    /// - A response to a request in flight (see [`Sent`]) changes neither the failure count
+    ///   nor the circuit and draws nothing; a failure's Retry-After still pauses. Only while
+    ///   half-open, when the send time is unknown, does it close or re-open the circuit,
+    ///   since it may be the probe's.
+    /// - A counted failure pauses until `retry_after_ns` when given, else for a full-jitter
+    ///   draw from `U[0, ceiling]`, the ceiling capped at `open_ns` while the circuit is
+    ///   open: the circuit, not the backoff, paces probes.
     pub fn on_response(
         &mut self,
         now: Nanos,
         outcome: Outcome,
         retry_after_ns: Option<Nanos>,
+        sent: Sent,
         settings: &BackoffSettings,
         rng: &mut Rng,
     ) -> Option<Nanos> {
+        let half_open = matches!(self.circuit, Circuit::Probing { .. });
+        let (in_flight, may_be_probe) = match sent {
+            Sent::Unknown { paused } => (paused, half_open),
+            Sent::At(at) => (self.round_began.is_some_and(|began| at < began), false),
+        };
+        let reopen = Circuit::Open {
+            until: now.saturating_add(settings.open_ns),
+        };
         match outcome {
             Outcome::Neutral => None,
             Outcome::Success => {
-                *self = Breaker::default();
+                if !in_flight || may_be_probe {
+                    self.failures = 0;
+                    self.circuit = Circuit::Closed;
+                }
                 None
+            }
+            Outcome::Failure if in_flight => {
+                if may_be_probe {
+                    self.circuit = reopen;
+                }
+                retry_after_ns.map(|pause| now.saturating_add(pause))
             }
             Outcome::Failure => {
                 self.failures = self.failures.saturating_add(1);
-                let reopen = Circuit::Open {
-                    until: now.saturating_add(settings.open_ns),
-                };
+                self.round_began = Some(now);
                 self.circuit = match self.circuit {
                     Circuit::Closed if self.failures >= settings.failure_threshold => reopen,
                     Circuit::Probing { .. } => reopen,
@@ -146,14 +191,24 @@ impl Breaker {
                 };
                 let pause = match retry_after_ns {
                     Some(retry_after) => retry_after,
-                    None => rng.between(0, settings.ceiling_ns(self.failures)),
+                    None => {
+                        let mut ceiling = settings.ceiling_ns(self.failures);
+                        if self.circuit != Circuit::Closed {
+                            ceiling = ceiling.min(settings.open_ns);
+                        }
+                        rng.between(0, ceiling)
+                    }
                 };
                 Some(now.saturating_add(pause))
             }
         }
     }
 
-    pub(crate) fn restore(failures: u32, circuit: Circuit) -> Self {
-        Breaker { failures, circuit }
+    pub(crate) fn restore(failures: u32, circuit: Circuit, round_began: Option<Nanos>) -> Self {
+        Breaker {
+            failures,
+            circuit,
+            round_began,
+        }
     }
 }

@@ -18,8 +18,12 @@ use crate::pressure::{MemoryReading, Pressure};
 
 /// ABI version implemented.
 pub const ABI_VERSION: i32 = 1;
-/// Optional exports beyond ABI v1 (none yet).
-pub const FEATURES: i32 = 0;
+/// `pacer_features` bit: `pacer_replace_ns` re-places a slot handed out before a pause.
+pub const FEATURE_REPLACE: i32 = 1 << 0;
+/// `pacer_features` bit: `pacer_on_response_sent` takes the request's send time.
+pub const FEATURE_RESPONSE_SENT: i32 = 1 << 1;
+/// Optional exports beyond ABI v1's required ones, as announced by `pacer_features`.
+pub const FEATURES: i32 = FEATURE_REPLACE | FEATURE_RESPONSE_SENT;
 /// `pacer_next_delay_ns`'s answer while the circuit is open.
 pub const CIRCUIT_OPEN: i64 = -7;
 
@@ -144,15 +148,53 @@ impl<H: Host> Exports<H> {
 
     /// `pacer_on_response`: `0` ok.
     pub fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32 {
+        self.respond(limiter, status, retry_after_ms, None)
+    }
+
+    /// `pacer_on_response_sent` (feature bit 2): `pacer_on_response` for a request sent when
+    /// the host's `now_ns` read `sent_at_ns`; `0` ok.
+    pub fn on_response_sent(
+        &mut self,
+        limiter: i32,
+        status: i32,
+        retry_after_ms: i64,
+        sent_at_ns: i64,
+    ) -> i32 {
+        self.respond(limiter, status, retry_after_ms, Some(sent_at_ns))
+    }
+
+    fn respond(
+        &mut self,
+        limiter: i32,
+        status: i32,
+        retry_after_ms: i64,
+        sent_at_ns: Option<i64>,
+    ) -> i32 {
         let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
             let status = u16::try_from(status)
                 .ok()
                 .filter(|s| *s <= 999)
                 .ok_or(Error::bad_argument("status", "must be from 0 to 999"))?;
             let retry_after = u64::try_from(retry_after_ms).ok().map(ms_to_ns);
-            policy
-                .on_response(now, index, status, retry_after)
-                .map(|()| 0)
+            match sent_at_ns {
+                None => policy.on_response(now, index, status, retry_after),
+                Some(sent) => {
+                    policy.on_response_sent(now, index, status, retry_after, host_time(sent))
+                }
+            }
+            .map(|()| 0)
+        });
+        self.finish(result)
+    }
+
+    /// `pacer_replace_ns` (feature bit 1): re-places a slot of `cost` tokens that matures in
+    /// `due_in_ns`: the same `due_in_ns` if nothing since forbids it, a new wait behind a
+    /// pause that covers it, or `-7` while the circuit is open then.
+    pub fn replace_ns(&mut self, limiter: i32, cost: i32, due_in_ns: i64) -> i64 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            let cost = cost_arg(cost)?;
+            let due_in = non_negative(due_in_ns, "due_in_ns")?;
+            Ok(schedule_code(policy.replace(now, index, cost, due_in)?))
         });
         self.finish(result)
     }
@@ -171,10 +213,9 @@ impl<H: Host> Exports<H> {
             // Read only once the arguments are valid: a failing call changes nothing.
             let memory = self.read_memory();
             let policy = self.policy.as_mut().ok_or(Error::NotConfigured)?;
-            Ok(match policy.next_delay(now, memory, index, cost, base)? {
-                Schedule::Act { delay } => clamp(delay),
-                Schedule::CircuitOpen { .. } => CIRCUIT_OPEN,
-            })
+            Ok(schedule_code(
+                policy.next_delay(now, memory, index, cost, base)?,
+            ))
         });
         self.finish(result)
     }
@@ -320,6 +361,14 @@ fn cost_arg(cost: i32) -> Result<u32, Error> {
 
 fn non_negative(value: i64, name: &'static str) -> Result<u64, Error> {
     u64::try_from(value).map_err(|_| Error::bad_argument(name, "must not be negative"))
+}
+
+/// A schedule as the ABI returns it: the delay, or `-7` while the circuit is open.
+fn schedule_code(schedule: Schedule) -> i64 {
+    match schedule {
+        Schedule::Act { delay } => clamp(delay),
+        Schedule::CircuitOpen { .. } => CIRCUIT_OPEN,
+    }
 }
 
 fn clamp(ns: Nanos) -> i64 {

@@ -99,21 +99,39 @@ impl Jitter {
         self.strategy
     }
 
-    /// A delay around `base_ns` for a limiter `utilization_ppm` busy (clamped to 1e6).
-    /// Ranges of a single value draw nothing from `rng`.
+    /// A delay around `base_ns` for a limiter `utilization_ppm` busy (clamped to 1e6), with
+    /// the module-wide decorrelated memory. Ranges of a single value draw nothing from `rng`.
     pub fn delay(&mut self, rng: &mut Rng, base_ns: Nanos, utilization_ppm: u32) -> Nanos {
+        let mut previous = self.previous_ns;
+        let delay = self.draw(rng, base_ns, utilization_ppm, self.max_ns, &mut previous);
+        self.previous_ns = previous;
+        delay
+    }
+
+    /// A delay as [`Jitter::delay`], with the adaptive spread capped at `spread_cap_ns` as well
+    /// as `max`, and the decorrelated strategy's memory in `previous` (one per limiter).
+    #[inline]
+    pub fn draw(
+        &self,
+        rng: &mut Rng,
+        base_ns: Nanos,
+        utilization_ppm: u32,
+        spread_cap_ns: Nanos,
+        previous: &mut Option<Nanos>,
+    ) -> Nanos {
         match self.strategy {
             Strategy::Adaptive => {
-                let spread = scale_ppm(self.max_ns, utilization_ppm.min(PPM));
+                let cap = self.max_ns.min(spread_cap_ns);
+                let spread = scale_ppm(cap, utilization_ppm.min(PPM));
                 base_ns.saturating_add(rng.below(spread))
             }
             Strategy::Full => rng.between(0, base_ns),
             Strategy::Equal => base_ns.div_ceil(2) + rng.between(0, base_ns / 2),
             Strategy::Decorrelated => {
-                let previous = self.previous_ns.unwrap_or(base_ns);
-                let high = base_ns.max(previous.saturating_mul(3));
+                let last = previous.unwrap_or(base_ns);
+                let high = base_ns.max(last.saturating_mul(3));
                 let delay = rng.between(base_ns, high).min(self.max_ns);
-                self.previous_ns = Some(delay);
+                *previous = Some(delay);
                 delay
             }
             Strategy::None => base_ns,

@@ -81,14 +81,42 @@ impl Limiter {
         Ok(self.wait(now, tat, ceiling))
     }
 
-    /// Takes `cost` tokens now, going into debt if needed, and returns the ns to wait before
-    /// acting. Reservations mature in the order they were made, and never inside a pause.
+    /// Takes `cost` tokens, going into debt if needed, and returns the ns to wait before
+    /// acting. A reservation made during a pause is placed at the pause's end, so reservations
+    /// mature in the order they were made, at the configured rate, and never inside a pause.
     #[inline]
     pub fn reserve(&mut self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
         self.quota.check_cost(cost)?;
-        let (tat, ceiling) = self.advance(now, cost);
+        Ok(self.reserve_at(now, self.placement(now), cost))
+    }
+
+    /// Where a reservation made at `now` is placed: `now`, or the end of a pause in force.
+    #[inline]
+    pub fn placement(&self, now: Nanos) -> Nanos {
+        now.max(self.paused_until)
+    }
+
+    /// Takes `cost` tokens (checked by the caller) as if the call were made at `at >= now`,
+    /// behind every earlier reservation, and returns the ns from `now` until it matures.
+    #[inline]
+    pub(crate) fn reserve_at(&mut self, now: Nanos, at: Nanos, cost: u32) -> Nanos {
+        let (tat, ceiling) = self.advance(at, cost);
         self.tat = tat.min(MAX_TAT);
-        Ok(self.wait(now, tat, ceiling))
+        let bucket_wait = if tat > ceiling {
+            ceil_ns(tat - ceiling)
+        } else {
+            0
+        };
+        (at - now).saturating_add(bucket_wait)
+    }
+
+    /// The share of the burst in use at `now` (ppm) once `cost` tokens are reserved as
+    /// [`Limiter::reserve`] would: a pause in force counts as use.
+    #[inline]
+    pub(crate) fn utilization_if_reserved(&self, now: Nanos, cost: u32) -> u32 {
+        let (tat, _) = self.advance(self.placement(now), cost);
+        let in_use = (tat - ticks(now).min(tat)).min(self.quota.capacity());
+        self.quota.share_ppm(in_use)
     }
 
     /// Tokens available now × 1000, floored; negative while in debt.

@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use crate::backoff::{BackoffSettings, Breaker, Outcome};
+use crate::backoff::{BackoffSettings, Breaker, Circuit, Outcome, Sent};
 use crate::clock::{HighWater, Nanos};
 use crate::config::Config;
 use crate::error::Error;
@@ -28,12 +28,14 @@ pub enum Schedule {
     },
 }
 
-/// One limiter's state: its bucket (created when first touched) and its breaker.
+/// One limiter's state: its bucket (created when first touched), its breaker, and its
+/// decorrelated jitter's previous delay.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot {
     pub quota: Quota,
     pub bucket: Option<Limiter>,
     pub breaker: Breaker,
+    pub jitter_previous: Option<Nanos>,
 }
 
 impl Slot {
@@ -42,6 +44,7 @@ impl Slot {
             quota,
             bucket: None,
             breaker: Breaker::default(),
+            jitter_previous: None,
         }
     }
 
@@ -183,7 +186,8 @@ impl Policy {
     }
 
     /// Feedback after an operation: `status` 0..=999 (0 = transport failure) and the
-    /// server's Retry-After, if any.
+    /// server's Retry-After, if any. A failure reported while the limiter is paused answers a
+    /// request admitted before the pause: it is in flight (see [`Sent`]).
     pub fn on_response(
         &mut self,
         now: Nanos,
@@ -191,10 +195,40 @@ impl Policy {
         status: u16,
         retry_after: Option<Nanos>,
     ) -> Result<(), Error> {
+        self.respond(now, limiter, status, retry_after, None)
+    }
+
+    /// [`Policy::on_response`] for a request sent at `sent_at` (the same clock as `now`, not
+    /// later): "in flight" is then decided exactly, even where no pause is in force.
+    pub fn on_response_sent(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        status: u16,
+        retry_after: Option<Nanos>,
+        sent_at: Nanos,
+    ) -> Result<(), Error> {
+        self.respond(now, limiter, status, retry_after, Some(sent_at))
+    }
+
+    fn respond(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        status: u16,
+        retry_after: Option<Nanos>,
+        sent_at: Option<Nanos>,
+    ) -> Result<(), Error> {
         let now = self.clock.observe(now);
         self.slot_ref(limiter)?;
         if status > 999 {
             return Err(Error::bad_argument("status", "must be from 0 to 999"));
+        }
+        if sent_at.is_some_and(|sent| sent > now) {
+            return Err(Error::bad_argument(
+                "sent_at_ns",
+                "must not be later than now_ns",
+            ));
         }
         let Policy {
             slots,
@@ -203,19 +237,32 @@ impl Policy {
             ..
         } = self;
         let slot = &mut slots[limiter];
-        slot.touch(now);
+        let bucket = slot.touch(now);
+        let sent = match sent_at {
+            Some(at) => Sent::At(at),
+            None => Sent::Unknown {
+                paused: now < bucket.paused_until(),
+            },
+        };
         let outcome = Outcome::of_status(status);
         if let Some(until) = slot
             .breaker
-            .on_response(now, outcome, retry_after, backoff, rng)
+            .on_response(now, outcome, retry_after, sent, backoff, rng)
         {
             slot.touch(now).pause_until(until);
         }
         Ok(())
     }
 
-    /// The one call before an operation: reserves `cost` tokens (after any pause) and returns
-    /// the wait plus jitter on `base_ns` plus the High-pressure delay, or `CircuitOpen`.
+    /// The one call before an operation. The extra delay (jitter on `base_ns` at the
+    /// limiter's utilization, plus the High-pressure delay) places the reservation: `cost`
+    /// tokens are reserved as if asked at `max(now, end of any pause) + extra`, behind every
+    /// earlier reservation, and the wait until it matures is returned. So the moments callers
+    /// act obey the bucket rule, jitter included. `CircuitOpen` reserves nothing.
+    ///
+    /// Adaptive jitter's spread is capped at one interval of the limiter as well as at
+    /// `jitter.max_ms`, so it never holds a few workers below the quota.
+    #[inline]
     pub fn next_delay(
         &mut self,
         now: Nanos,
@@ -240,20 +287,65 @@ impl Policy {
         if retry_in > 0 {
             return Ok(Schedule::CircuitOpen { retry_in });
         }
-        let bucket = slot.touch(now);
-        let wait = bucket.reserve(now, cost)?;
-        let spread = jitter.delay(rng, base_ns, bucket.utilization_ppm(now));
+        let interval_ns = slot.quota.interval_ns();
+        let Slot {
+            bucket,
+            breaker,
+            jitter_previous,
+            quota,
+        } = slot;
+        let bucket = bucket.get_or_insert_with(|| Limiter::new(*quota, now));
+        let utilization = bucket.utilization_if_reserved(now, cost);
+        let spread = jitter.draw(rng, base_ns, utilization, interval_ns, jitter_previous);
         let pressure_delay = if level == Level::High {
             *high_delay_ns
         } else {
             0
         };
-        let delay = wait.saturating_add(spread).saturating_add(pressure_delay);
-        if slot.breaker.would_probe() {
-            slot.breaker
-                .probe_started(now.saturating_add(delay), backoff);
+        let at = bucket
+            .placement(now)
+            .saturating_add(spread)
+            .saturating_add(pressure_delay);
+        let delay = bucket.reserve_at(now, at, cost);
+        if breaker.would_probe() {
+            breaker.probe_started(now.saturating_add(delay), backoff);
         }
         Ok(Schedule::Act { delay })
+    }
+
+    /// Re-places a slot of `cost` tokens handed out earlier that matures `due_in` ns from now,
+    /// for a host that must not act through a pause or an open circuit that began since.
+    /// - If the circuit is open at the slot's time: `CircuitOpen`, nothing reserved.
+    /// - If a pause in force covers the slot's time: a new reservation, as
+    ///   [`Policy::reserve`] makes it (at the pause's end, behind every earlier one).
+    /// - Otherwise the slot keeps its time: `Act { delay: due_in }`.
+    ///
+    /// A re-placed slot's old tokens stay spent: giving them back could let a later caller
+    /// act early and break the bucket rule.
+    pub fn replace(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        cost: u32,
+        due_in: Nanos,
+    ) -> Result<Schedule, Error> {
+        let now = self.clock.observe(now);
+        let slot = self.slot(limiter)?;
+        slot.quota.check_cost(cost)?;
+        let due = now.saturating_add(due_in);
+        if let Circuit::Open { until } = slot.breaker.circuit() {
+            if due < until {
+                return Ok(Schedule::CircuitOpen {
+                    retry_in: until - now,
+                });
+            }
+        }
+        let bucket = slot.touch(now);
+        if due < bucket.paused_until() {
+            let delay = bucket.reserve(now, cost)?;
+            return Ok(Schedule::Act { delay });
+        }
+        Ok(Schedule::Act { delay: due_in })
     }
 
     /// While the circuit refuses: ns until asking again can succeed; else 0.

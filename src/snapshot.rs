@@ -3,9 +3,11 @@
 //! Layout (little-endian): `"PACR"`, version `u16`, limiter count `u32`; per limiter its
 //! identity (name length `u32`, name, `tokens_per_hour` bits `u64`, burst `u32`) and state
 //! (touched `u8`, bucket `tat` relative to now `i128` ticks, pause remaining `u64` ns,
-//! failures `u32`, circuit tag `u8` + remaining `u64` ns); the random state (32 bytes); the
-//! decorrelated jitter's previous delay (tag `u8` + `u64`); the pressure level `u8`; then a
-//! CRC-32 of everything before it. Times are relative to the exporter's clock at export.
+//! failures `u32`, circuit tag `u8` + remaining `u64` ns, the current failure round's age
+//! (tag `u8` + `u64` ns ago), the limiter's decorrelated jitter previous delay (tag `u8` +
+//! `u64`)); the random state (32 bytes); the module-wide decorrelated jitter's previous delay
+//! (tag `u8` + `u64`); the pressure level `u8`; then a CRC-32 of everything before it. Times
+//! are relative to the exporter's clock at export.
 
 use alloc::vec::Vec;
 
@@ -20,7 +22,7 @@ use crate::random::Rng;
 
 const MAGIC: &[u8; 4] = b"PACR";
 /// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u16 = 1;
+pub const SNAPSHOT_VERSION: u16 = 2;
 
 impl Policy {
     /// A snapshot of all state, with times relative to `now`.
@@ -56,15 +58,12 @@ impl Policy {
             };
             out.push(tag);
             out.extend_from_slice(&at.to_le_bytes());
+            let round_age = slot.breaker.round_began().map(|at| now.saturating_sub(at));
+            put_option(&mut out, round_age);
+            put_option(&mut out, slot.jitter_previous);
         }
         out.extend_from_slice(&self.rng.state());
-        match self.jitter.previous_ns() {
-            None => out.extend_from_slice(&[0; 9]),
-            Some(previous) => {
-                out.push(1);
-                out.extend_from_slice(&previous.to_le_bytes());
-            }
-        }
+        put_option(&mut out, self.jitter.previous_ns());
         out.push(self.pressure.level() as u8);
         let checksum = crc32(&out);
         put_u32(&mut out, checksum);
@@ -78,9 +77,10 @@ impl Policy {
         let now = self.observe_clock(now);
         let restored = self.decode(now, snapshot)?;
         let (slots, rng, previous, level) = restored;
-        for (slot, (bucket, breaker)) in self.slots.iter_mut().zip(slots) {
+        for (slot, (bucket, breaker, jitter_previous)) in self.slots.iter_mut().zip(slots) {
             slot.bucket = bucket;
             slot.breaker = breaker;
+            slot.jitter_previous = jitter_previous;
         }
         self.rng = rng;
         self.jitter.set_previous_ns(previous);
@@ -88,12 +88,11 @@ impl Policy {
         Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
     fn decode(
         &self,
         now: Nanos,
         snapshot: &[u8],
-    ) -> Result<(Vec<(Option<Limiter>, Breaker)>, Rng, Option<Nanos>, Level), Error> {
+    ) -> Result<(Vec<RestoredSlot>, Rng, Option<Nanos>, Level), Error> {
         let body_len = snapshot
             .len()
             .checked_sub(4)
@@ -140,17 +139,20 @@ impl Policy {
                 (2, deadline) => Circuit::Probing { deadline },
                 _ => return Err(Error::BadSnapshot("unknown circuit state")),
             };
-            slots.push((bucket, Breaker::restore(failures, circuit)));
+            // A round that began before the clock's origin began at its origin.
+            let round_began = r.option()?.map(|age| now.saturating_sub(age));
+            let jitter_previous = r.option()?;
+            let breaker = Breaker::restore(failures, circuit, round_began);
+            slots.push((bucket, breaker, jitter_previous));
         }
         let rng = Rng::from_state(r.array()?);
-        let has_previous = r.flag()?;
-        let previous = r.u64()?;
+        let previous = r.option()?;
         let level =
             Level::from_code(r.u8()?).ok_or(Error::BadSnapshot("unknown pressure level"))?;
         if !r.rest.is_empty() {
             return Err(Error::BadSnapshot("trailing bytes"));
         }
-        Ok((slots, rng, has_previous.then_some(previous), level))
+        Ok((slots, rng, previous, level))
     }
 }
 
@@ -165,6 +167,15 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// One limiter's restored state: bucket, breaker, decorrelated jitter's previous delay.
+type RestoredSlot = (Option<Limiter>, Breaker, Option<Nanos>);
+
+/// An optional `u64`: tag `u8` (0 none, 1 some) and the value (0 when none).
+fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
+    out.push(u8::from(value.is_some()));
+    out.extend_from_slice(&value.unwrap_or(0).to_le_bytes());
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
@@ -202,6 +213,12 @@ impl<'a> Reader<'a> {
             1 => Ok(true),
             _ => Err(Error::BadSnapshot("malformed flag")),
         }
+    }
+
+    fn option(&mut self) -> Result<Option<u64>, Error> {
+        let some = self.flag()?;
+        let value = self.u64()?;
+        Ok(some.then_some(value))
     }
 
     fn u16(&mut self) -> Result<u16, Error> {
