@@ -89,7 +89,7 @@ pub enum Sent {
         paused: bool,
     },
     /// Sent at this time (`pacer_on_response_sent`): the request was in flight exactly when
-    /// it was sent before the failure that began the current round.
+    /// it was sent no later than the failure that began the current round was reported.
     At(Nanos),
 }
 
@@ -161,7 +161,7 @@ impl Breaker {
         let half_open = matches!(self.circuit, Circuit::Probing { .. });
         let (in_flight, may_be_probe) = match sent {
             Sent::Unknown { paused } => (paused, half_open),
-            Sent::At(at) => (self.round_began.is_some_and(|began| at < began), false),
+            Sent::At(at) => (self.round_began.is_some_and(|began| at <= began), false),
         };
         let reopen = Circuit::Open {
             until: now.saturating_add(settings.open_ns),

@@ -87,7 +87,11 @@ fn call(module: &mut Exports<ScriptHost>, saved: &mut Vec<u8>, step: &Value) -> 
         "pacer_reserve" => module.reserve(a32(0), a32(1)),
         "pacer_available_milli" => module.available_milli(a32(0)),
         "pacer_on_response" => module.on_response(a32(0), a32(1), arg(2)).into(),
+        "pacer_on_response_sent" => module
+            .on_response_sent(a32(0), a32(1), arg(2), arg(3))
+            .into(),
         "pacer_next_delay_ns" => module.next_delay_ns(a32(0), a32(1), arg(2)),
+        "pacer_replace_ns" => module.replace_ns(a32(0), a32(1), arg(2)),
         "pacer_retry_in_ns" => module.retry_in_ns(a32(0)),
         "pacer_jitter_ns" => module.jitter_ns(arg(0), a32(1)),
         "pacer_pressure" => module.pressure().into(),

@@ -37,6 +37,10 @@ struct Exports {
     state_export: TypedFunc<(), i32>,
     state_ptr: TypedFunc<(), i32>,
     state_import: TypedFunc<(i32, i32), i32>,
+    /// `pacer_replace_ns`, where the module has it (feature bit 1).
+    replace: Option<TypedFunc<(i32, i32, i64), i64>>,
+    /// `pacer_on_response_sent`, where the module has it (feature bit 2).
+    on_response_sent: Option<TypedFunc<(i32, i32, i64, i64), i32>>,
 }
 
 impl Exports {
@@ -70,6 +74,10 @@ impl Exports {
             state_export: typed!("pacer_state_export"),
             state_ptr: typed!("pacer_state_ptr"),
             state_import: typed!("pacer_state_import"),
+            replace: instance.get_typed_func(&mut *store, "pacer_replace_ns").ok(),
+            on_response_sent: instance
+                .get_typed_func(&mut *store, "pacer_on_response_sent")
+                .ok(),
         })
     }
 }
@@ -185,6 +193,52 @@ impl Policy {
         )?;
         self.check(i64::from(code))?;
         self.take_checkpoint()
+    }
+
+    /// Feedback for a request sent when the environment's clock read `sent_at_ns`: "in
+    /// flight" is then decided exactly. A module without `pacer_on_response_sent` gets
+    /// [`Policy::on_response`].
+    pub fn on_response_sent(
+        &mut self,
+        limiter: u32,
+        status: u16,
+        retry_after: Option<Duration>,
+        sent_at_ns: i64,
+    ) -> Result<(), HostError> {
+        if self.exports.on_response_sent.is_none() {
+            return self.on_response(limiter, status, retry_after);
+        }
+        let retry_ms = retry_after.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let code = self.call(
+            "pacer_on_response_sent",
+            |e| e.on_response_sent.as_ref().expect("bound: checked above"),
+            (arg(limiter), i32::from(status), retry_ms, sent_at_ns),
+        )?;
+        self.check(i64::from(code))?;
+        self.take_checkpoint()
+    }
+
+    /// Re-places a slot of `cost` tokens due in `due_in` ns, handed out before a pause or an
+    /// open circuit that began since: the wait to use now, or the circuit is open. A module
+    /// without `pacer_replace_ns` keeps the slot's time.
+    pub fn replace(&mut self, limiter: u32, cost: u32, due_in: Nanos) -> Result<Schedule, HostError> {
+        if self.exports.replace.is_none() {
+            return Ok(Schedule::Act { delay: due_in });
+        }
+        let due_in = i64::try_from(due_in).unwrap_or(i64::MAX);
+        self.maybe_checkpoint()?;
+        let delay = self.call(
+            "pacer_replace_ns",
+            |e| e.replace.as_ref().expect("bound: checked above"),
+            (arg(limiter), arg(cost), due_in),
+        )?;
+        if delay == CIRCUIT_OPEN {
+            let retry_in = self.retry_in(limiter)?;
+            return Ok(Schedule::CircuitOpen { retry_in });
+        }
+        Ok(Schedule::Act {
+            delay: self.check(delay)?,
+        })
     }
 
     /// Tokens available now × 1000 (negative while in debt).

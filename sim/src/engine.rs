@@ -27,6 +27,24 @@ pub trait Engine {
     fn try_acquire(&mut self, limiter: i32, cost: i32) -> i64;
     /// `pacer_next_delay_ns`.
     fn next_delay_ns(&mut self, limiter: i32, cost: i32, base_ns: i64) -> i64;
+    /// `pacer_features` (0: no optional exports).
+    fn features(&mut self) -> i32 {
+        0
+    }
+    /// `pacer_replace_ns` (feature bit 1); without it a slot keeps its time.
+    fn replace_ns(&mut self, _limiter: i32, _cost: i32, due_in_ns: i64) -> i64 {
+        due_in_ns
+    }
+    /// `pacer_on_response_sent` (feature bit 2); without it, `pacer_on_response`.
+    fn on_response_sent(
+        &mut self,
+        limiter: i32,
+        status: i32,
+        retry_after_ms: i64,
+        _sent_at_ns: i64,
+    ) -> i32 {
+        self.on_response(limiter, status, retry_after_ms)
+    }
     /// `pacer_on_response`.
     fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32;
     /// `pacer_retry_in_ns`.
@@ -117,6 +135,22 @@ impl Engine for CoreEngine {
     fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32 {
         self.0.on_response(limiter, status, retry_after_ms)
     }
+    fn features(&mut self) -> i32 {
+        pacer::exports::FEATURES
+    }
+    fn replace_ns(&mut self, limiter: i32, cost: i32, due_in_ns: i64) -> i64 {
+        self.0.replace_ns(limiter, cost, due_in_ns)
+    }
+    fn on_response_sent(
+        &mut self,
+        limiter: i32,
+        status: i32,
+        retry_after_ms: i64,
+        sent_at_ns: i64,
+    ) -> i32 {
+        self.0
+            .on_response_sent(limiter, status, retry_after_ms, sent_at_ns)
+    }
     fn retry_in_ns(&mut self, limiter: i32) -> i64 {
         self.0.retry_in_ns(limiter)
     }
@@ -152,6 +186,21 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32 {
         (**self).on_response(limiter, status, retry_after_ms)
+    }
+    fn features(&mut self) -> i32 {
+        (**self).features()
+    }
+    fn replace_ns(&mut self, limiter: i32, cost: i32, due_in_ns: i64) -> i64 {
+        (**self).replace_ns(limiter, cost, due_in_ns)
+    }
+    fn on_response_sent(
+        &mut self,
+        limiter: i32,
+        status: i32,
+        retry_after_ms: i64,
+        sent_at_ns: i64,
+    ) -> i32 {
+        (**self).on_response_sent(limiter, status, retry_after_ms, sent_at_ns)
     }
     fn retry_in_ns(&mut self, limiter: i32) -> i64 {
         (**self).retry_in_ns(limiter)

@@ -1,12 +1,13 @@
 //! The simulated origin: its own token bucket (the core's [`Limiter`], as in the host's
-//! embedded origin), 429 with Retry-After in whole seconds, and 503 through an outage.
+//! embedded origin), 429 with Retry-After in whole seconds, 503 through an outage, and a
+//! rate that may change on a schedule (its bucket starts empty at each change).
 
 use pacer::{Decision, Limiter, Quota};
 
 use crate::scenario::{Pattern, Scenario, ScenarioError};
 
 /// What the origin answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Answer {
     /// 200: served.
     Served,
@@ -45,34 +46,60 @@ impl Answer {
 pub struct Origin {
     limit: Option<Limiter>,
     outage_ns: core::ops::Range<u64>,
+    /// Rate changes still to come, `(at_ns, quota)`, latest first.
+    changes: Vec<(u64, Quota)>,
+}
+
+fn origin_quota(rate_per_s: f64, burst: u32, initial: f64) -> Result<Quota, ScenarioError> {
+    Quota::per_hour(rate_per_s * 3600.0)
+        .and_then(|q| q.with_burst(burst))
+        .and_then(|q| q.with_initial(initial))
+        .map_err(|e| ScenarioError {
+            field: "origin_rate",
+            message: e.to_string(),
+        })
 }
 
 impl Origin {
     /// The scenario's origin, its bucket full at the start.
     pub fn new(scenario: &Scenario) -> Result<Origin, ScenarioError> {
         let limit = if scenario.origin_rate > 0.0 {
-            let quota = Quota::per_hour(scenario.origin_rate * 3600.0)
-                .and_then(|q| q.with_burst(scenario.origin_burst))
-                .and_then(|q| q.with_initial(1.0))
-                .map_err(|e| ScenarioError {
-                    field: "origin_rate",
-                    message: e.to_string(),
-                })?;
+            let quota = origin_quota(scenario.origin_rate, scenario.origin_burst, 1.0)?;
             Some(Limiter::new(quota, 0))
         } else {
             None
         };
+        let mut changes = scenario
+            .origin_schedule
+            .iter()
+            .map(|[t, rate]| {
+                let quota = origin_quota(*rate, scenario.origin_burst, 0.0)?;
+                Ok(((t * 1e9) as u64, quota))
+            })
+            .collect::<Result<Vec<_>, ScenarioError>>()?;
+        changes.reverse();
         let outage_ns = if scenario.pattern == Pattern::Herd {
             u64::from(scenario.outage_start_s) * 1_000_000_000
                 ..u64::from(scenario.outage_end_s) * 1_000_000_000
         } else {
             0..0
         };
-        Ok(Origin { limit, outage_ns })
+        Ok(Origin {
+            limit,
+            outage_ns,
+            changes,
+        })
     }
 
     /// Answers a request at `now_ns`.
     pub fn handle(&mut self, now_ns: u64) -> Answer {
+        while let Some(&(at_ns, quota)) = self.changes.last() {
+            if at_ns > now_ns {
+                break;
+            }
+            self.limit = Some(Limiter::new(quota, at_ns));
+            self.changes.pop();
+        }
         if self.outage_ns.contains(&now_ns) {
             return Answer::Unavailable;
         }

@@ -35,6 +35,8 @@ enum Step {
     Ask,
     /// The wait is over: send to the origin.
     Act,
+    /// The origin's answer arrives, `latency_ms` after the request was sent.
+    Respond(Answer),
 }
 
 /// The policy facts the simulator needs from the config, read as the core reads it. A config
@@ -90,6 +92,8 @@ pub struct Simulation<E> {
     waits_ns: Vec<u64>,
     series: Series,
     report: Option<Report>,
+    /// The engine's `pacer_features`.
+    features: i32,
 }
 
 /// Why a run stopped early.
@@ -124,7 +128,9 @@ impl<E: Engine> Simulation<E> {
         let end_ns = u64::from(scenario.duration_s) * NS_PER_S;
         let sample_ns = u64::from(scenario.duration_s).div_ceil(MAX_SAMPLES) * NS_PER_S;
         let max_events = 64 * trace.len() as u64 + 1_000_000;
+        let features = engine.features();
         Ok(Simulation {
+            features,
             engine,
             facts,
             next_arrival: 0,
@@ -233,6 +239,7 @@ impl<E: Engine> Simulation<E> {
         match step {
             Step::Ask => self.ask(now, request),
             Step::Act => self.act(now, request),
+            Step::Respond(answer) => self.respond(now, request, answer),
         }
     }
 
@@ -251,23 +258,63 @@ impl<E: Engine> Simulation<E> {
                 let at = now.saturating_add(delay as u64);
                 self.pending.push(Reverse((at, request, Step::Act)));
             }
-            pacer::exports::CIRCUIT_OPEN => {
-                self.interval.refused += 1;
-                let retry = self.engine.retry_in_ns(limiter).max(0) as u64;
-                let at = now.saturating_add(retry.max(MIN_RETRY_NS));
-                self.pending.push(Reverse((at, request, Step::Ask)));
-            }
+            pacer::exports::CIRCUIT_OPEN => self.refuse(now, request, limiter),
             code => return Err(self.failed_call("next_delay_ns", code)),
         }
         Ok(())
     }
 
+    /// At the slot's time: re-place it if a pause or an open circuit began since it was
+    /// handed out (feature bit 1), else send it to the origin.
     fn act(&mut self, now: u64, request: u32) -> Result<(), SimulationError> {
         let limiter = self.limiter_of(request);
+        if self.features & pacer::exports::FEATURE_REPLACE != 0 {
+            let cost = i32::try_from(self.scenario.cost).unwrap_or(i32::MAX);
+            match self.engine.replace_ns(limiter, cost, 0) {
+                0 => {}
+                delay @ 1.. => {
+                    let at = now.saturating_add(delay as u64);
+                    self.pending.push(Reverse((at, request, Step::Act)));
+                    return Ok(());
+                }
+                pacer::exports::CIRCUIT_OPEN => {
+                    self.refuse(now, request, limiter);
+                    return Ok(());
+                }
+                code => return Err(self.failed_call("replace_ns", code)),
+            }
+        }
         let answer = self.origin.handle(now);
-        let code = self
-            .engine
-            .on_response(limiter, answer.status(), answer.retry_after_ms());
+        let latency_ns = u64::from(self.scenario.latency_ms) * 1_000_000;
+        if latency_ns == 0 {
+            return self.respond(now, request, answer);
+        }
+        let at = now.saturating_add(latency_ns);
+        self.pending.push(Reverse((at, request, Step::Respond(answer))));
+        Ok(())
+    }
+
+    /// "Circuit open": nothing sent; ask again once it may let the request through.
+    fn refuse(&mut self, now: u64, request: u32, limiter: i32) {
+        self.interval.refused += 1;
+        let retry = self.engine.retry_in_ns(limiter).max(0) as u64;
+        let at = now.saturating_add(retry.max(MIN_RETRY_NS));
+        self.pending.push(Reverse((at, request, Step::Ask)));
+    }
+
+    /// The origin's answer reaches the client: report it (with the send time where the
+    /// engine takes it), and send the request round again unless it was served.
+    fn respond(&mut self, now: u64, request: u32, answer: Answer) -> Result<(), SimulationError> {
+        let limiter = self.limiter_of(request);
+        let sent_at = now - u64::from(self.scenario.latency_ms) * 1_000_000;
+        let (status, retry_after_ms) = (answer.status(), answer.retry_after_ms());
+        let code = if self.features & pacer::exports::FEATURE_RESPONSE_SENT != 0 {
+            let sent_at = crate::engine::pacer_time(sent_at);
+            self.engine
+                .on_response_sent(limiter, status, retry_after_ms, sent_at)
+        } else {
+            self.engine.on_response(limiter, status, retry_after_ms)
+        };
         if code != 0 {
             return Err(self.failed_call("on_response", i64::from(code)));
         }

@@ -84,6 +84,12 @@ pub struct Scenario {
     pub base_ms: u32,
     /// Tokens each request costs.
     pub cost: u32,
+    /// How long the origin takes to answer, ms: responses to requests sent meanwhile are in
+    /// flight.
+    pub latency_ms: u32,
+    /// The origin's rate over time: `[seconds, requests per second]` points, each in force
+    /// from its time on; empty = `origin_rate` throughout.
+    pub origin_schedule: Vec<[f64; 2]>,
 }
 
 impl Default for Scenario {
@@ -103,6 +109,8 @@ impl Default for Scenario {
             memory: vec![[0.0, 0.5], [300.0, 0.9], [450.0, 0.6], [600.0, 0.6]],
             base_ms: 0,
             cost: 1,
+            latency_ms: 0,
+            origin_schedule: Vec::new(),
         }
     }
 }
@@ -168,6 +176,14 @@ impl Scenario {
                 "memory" => s.memory = memory_of(value)?,
                 "base_ms" => s.base_ms = whole(value, "base_ms")?,
                 "cost" => s.cost = whole(value, "cost")?,
+                "latency_ms" => s.latency_ms = whole(value, "latency_ms")?,
+                "origin_schedule" => {
+                    s.origin_schedule = pairs_of(
+                        value,
+                        "origin_schedule",
+                        "must be a list of [seconds, requests per second] pairs",
+                    )?
+                }
                 other => {
                     return Err(invalid(
                         "",
@@ -219,6 +235,7 @@ impl Scenario {
             return Err(invalid("outage_end_s", "must be after outage_start_s"));
         }
         self.validate_memory()?;
+        self.validate_schedule()?;
         if self.cost == 0 {
             return Err(invalid("cost", "must be at least 1"));
         }
@@ -247,6 +264,42 @@ impl Scenario {
             previous = *t;
         }
         Ok(())
+    }
+
+    fn validate_schedule(&self) -> Result<(), ScenarioError> {
+        let mut previous = f64::NEG_INFINITY;
+        for [t, rate] in &self.origin_schedule {
+            if !(t.is_finite() && *t >= 0.0 && *t > previous) {
+                return Err(invalid(
+                    "origin_schedule",
+                    "times must be at least 0 and increasing",
+                ));
+            }
+            if !(rate.is_finite() && *rate * 3600.0 >= 0.0001) {
+                return Err(invalid(
+                    "origin_schedule",
+                    "rates must be numbers above 0 (requests per second)",
+                ));
+            }
+            previous = *t;
+        }
+        if !self.origin_schedule.is_empty() && self.origin_rate <= 0.0 {
+            return Err(invalid(
+                "origin_schedule",
+                "needs a limited origin (origin_rate above 0)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The origin's rate at `t_ns`, requests per second (0 = unlimited).
+    pub fn origin_rate_at(&self, t_ns: u64) -> f64 {
+        let t = t_ns as f64 / 1e9;
+        self.origin_schedule
+            .iter()
+            .rev()
+            .find(|[at, _]| *at <= t)
+            .map_or(self.origin_rate, |[_, rate]| *rate)
     }
 
     /// About how many requests the trace holds (exact for steady and bursts).
@@ -284,7 +337,7 @@ impl Scenario {
 }
 
 /// The fields of a scenario's JSON.
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 16] = [
     "config",
     "clients",
     "pattern",
@@ -299,6 +352,8 @@ pub const FIELDS: [&str; 14] = [
     "memory",
     "base_ms",
     "cost",
+    "latency_ms",
+    "origin_schedule",
 ];
 
 fn text_of(value: &Value, field: &'static str) -> Result<String, ScenarioError> {
@@ -334,20 +389,25 @@ fn pattern_of(value: &Value) -> Result<Pattern, ScenarioError> {
 }
 
 fn memory_of(value: &Value) -> Result<Vec<[f64; 2]>, ScenarioError> {
-    let points = value
-        .as_array()
-        .ok_or_else(|| invalid("memory", "must be a list of [seconds, fraction] pairs"))?;
+    pairs_of(value, "memory", "must be a list of [seconds, fraction] pairs")
+}
+
+/// A list of `[number, number]` pairs.
+fn pairs_of(
+    value: &Value,
+    field: &'static str,
+    shape: &'static str,
+) -> Result<Vec<[f64; 2]>, ScenarioError> {
+    let shape = || invalid(field, shape);
+    let points = value.as_array().ok_or_else(shape)?;
     points
         .iter()
         .map(|point| match point.as_array().map(Vec::as_slice) {
-            Some([t, f]) => match (t.as_f64(), f.as_f64()) {
-                (Some(t), Some(f)) => Ok([t, f]),
-                _ => Err(invalid("memory", "pairs must hold two numbers")),
+            Some([t, v]) => match (t.as_f64(), v.as_f64()) {
+                (Some(t), Some(v)) => Ok([t, v]),
+                _ => Err(invalid(field, "pairs must hold two numbers")),
             },
-            _ => Err(invalid(
-                "memory",
-                "must be a list of [seconds, fraction] pairs",
-            )),
+            _ => Err(shape()),
         })
         .collect()
 }

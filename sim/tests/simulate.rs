@@ -71,10 +71,11 @@ fn a_policy_faster_than_the_origin_honours_its_retry_after() {
     };
     let s = run(scenario).summary;
     assert!(s.rejected_429 > 0, "{s:?}");
-    // Each 429 pauses the limiter for Retry-After and repeated ones open the circuit, so
-    // most attempts are still served.
-    assert!(s.rejected_429 < s.admitted / 2, "{s:?}");
-    assert!(s.refused_circuit > 0, "{s:?}");
+    // Each 429 pauses the limiter for Retry-After; requests queued meanwhile leave at the
+    // policy's rate after it, so few attempts fail. 429s from a healthy origin that serves
+    // between them never make enough failed rounds in a row to open the circuit.
+    assert!(s.rejected_429 < s.admitted / 10, "{s:?}");
+    assert_eq!(s.refused_circuit, 0, "{s:?}");
     assert!(
         s.admitted >= 1150,
         "the origin's own rate is still used: {s:?}"
@@ -164,13 +165,18 @@ fn bursts_send_a_periods_worth_at_once() {
 
 #[test]
 fn high_memory_pressure_delays_requests_and_empties_the_pool() {
+    // Half the policy's rate: no backlog, which would absorb the extra delay.
+    let light = Scenario {
+        rate_per_client: 0.25,
+        ..overload()
+    };
     let calm = Scenario {
         memory: vec![[0.0, 0.5]],
-        ..overload()
+        ..light.clone()
     };
     let pressed = Scenario {
         memory: vec![[0.0, 0.5], [30.0, 0.95], [90.0, 0.95], [91.0, 0.5]],
-        ..overload()
+        ..light
     };
     let calm_report = run(calm);
     let report = run(pressed);

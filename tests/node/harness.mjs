@@ -4,7 +4,9 @@ import fs from 'node:fs';
 /** The module's i64 parameters, by export, so numbers can be passed as BigInt. */
 const I64_PARAMS = {
   pacer_on_response: [2],
+  pacer_on_response_sent: [2, 3],
   pacer_next_delay_ns: [2],
+  pacer_replace_ns: [2],
   pacer_jitter_ns: [0],
 };
 

@@ -1,0 +1,453 @@
+//! The bucket rule across everything: random mixes of every decision, responses, pauses,
+//! re-configures, snapshots and clock jumps, with every grant recorded and every window checked.
+//!
+//! `make test` runs as many sequences as fit in `PACER_BUCKET_SECONDS` (default 60) and prints
+//! the count; set it higher for a longer run. A failing sequence is shrunk and printed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::interval_ns;
+use pacer::{
+    Config, Decision, LimiterConfig, MemoryReading, Policy, Schedule, Strategy as JitterStrategy,
+};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+
+/// One limiter of the generated config.
+#[derive(Debug, Clone)]
+struct LimiterSpec {
+    tokens_per_hour: f64,
+    burst: u32,
+    initial: f64,
+}
+
+/// Something a host may do.
+#[derive(Debug, Clone)]
+enum Op {
+    TryAcquire { limiter: usize, cost: u32 },
+    Reserve { limiter: usize, cost: u32 },
+    NextDelay { limiter: usize, cost: u32, base_ns: u64 },
+    Respond { limiter: usize, status: u16, retry_after_ms: Option<u64>, sent_ago: Option<u64> },
+    Replace { limiter: usize, pick: usize },
+    /// Re-configure: a new jitter strategy, and maybe a new rate for one limiter.
+    Reconfigure { strategy: JitterStrategy, max_ms: u64, rerate: Option<(usize, f64)> },
+    Export,
+    Import,
+    Clock(Step),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Frozen,
+    Small(u64),
+    Intervals(u64),
+    Large(u64),
+    Back(u64),
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    limiters: Vec<LimiterSpec>,
+    strategy: JitterStrategy,
+    max_ms: u64,
+    failure_threshold: u32,
+    ops: Vec<Op>,
+}
+
+fn rate() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0001),
+        Just(3.6e12),
+        (-4.0f64..12.556).prop_map(|exp| 10f64.powf(exp).clamp(0.0001, 3.6e12)),
+        (1u32..100_000).prop_map(f64::from),
+    ]
+}
+
+fn limiter() -> impl Strategy<Value = LimiterSpec> {
+    (
+        rate(),
+        prop_oneof![1u32..4, 1u32..100, Just(i32::MAX as u32)],
+        prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0f64..=1.0],
+    )
+        .prop_map(|(tokens_per_hour, burst, initial)| LimiterSpec {
+            tokens_per_hour,
+            burst,
+            initial,
+        })
+}
+
+fn jitter_strategy() -> impl Strategy<Value = JitterStrategy> {
+    proptest::sample::select(JitterStrategy::ALL.to_vec())
+}
+
+fn op(limiters: usize) -> impl Strategy<Value = Op> {
+    let l = 0..limiters;
+    let cost = prop_oneof![Just(1u32), 1u32..4];
+    let base = prop_oneof![Just(0u64), 0u64..1_000_000_000, 0u64..(1 << 40)];
+    prop_oneof![
+        4 => (l.clone(), cost.clone()).prop_map(|(limiter, cost)| Op::TryAcquire { limiter, cost }),
+        4 => (l.clone(), cost.clone()).prop_map(|(limiter, cost)| Op::Reserve { limiter, cost }),
+        4 => (l.clone(), cost, base)
+            .prop_map(|(limiter, cost, base_ns)| Op::NextDelay { limiter, cost, base_ns }),
+        3 => (
+            l.clone(),
+            proptest::sample::select(vec![200u16, 204, 304, 404, 429, 500, 503, 0]),
+            proptest::option::of(prop_oneof![Just(0u64), 0u64..5_000, 0u64..400_000]),
+            proptest::option::weighted(0.3, 0u64..10_000_000_000),
+        )
+            .prop_map(|(limiter, status, retry_after_ms, sent_ago)| Op::Respond {
+                limiter,
+                status,
+                retry_after_ms,
+                sent_ago,
+            }),
+        2 => (l.clone(), any::<usize>()).prop_map(|(limiter, pick)| Op::Replace { limiter, pick }),
+        1 => (
+            jitter_strategy(),
+            0u64..10_000,
+            proptest::option::weighted(0.5, (l, rate())),
+        )
+            .prop_map(|(strategy, max_ms, rerate)| Op::Reconfigure { strategy, max_ms, rerate }),
+        1 => Just(Op::Export),
+        1 => Just(Op::Import),
+        6 => prop_oneof![
+            Just(Step::Frozen),
+            (0u64..1_000).prop_map(Step::Small),
+            (0u64..5).prop_map(Step::Intervals),
+            (0u64..(1 << 50)).prop_map(Step::Large),
+            (0u64..10_000_000_000).prop_map(Step::Back),
+        ]
+        .prop_map(Op::Clock),
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        proptest::collection::vec(limiter(), 1..3),
+        jitter_strategy(),
+        0u64..10_000,
+        1u32..6,
+    )
+        .prop_flat_map(|(limiters, strategy, max_ms, failure_threshold)| {
+            let n = limiters.len();
+            (
+                Just(limiters),
+                Just(strategy),
+                Just(max_ms),
+                Just(failure_threshold),
+                proptest::collection::vec(op(n), 1..120),
+            )
+        })
+        .prop_map(|(limiters, strategy, max_ms, failure_threshold, ops)| Case {
+            limiters,
+            strategy,
+            max_ms,
+            failure_threshold,
+            ops,
+        })
+}
+
+/// Grants of one limiter since the last reset, and what else it must keep.
+#[derive(Debug, Default, Clone)]
+struct Ledger {
+    /// `(time the caller may act, cost)`.
+    grants: Vec<(u64, u32)>,
+    /// The latest maturity of a FIFO reservation (reserve, or next_delay without extra delay).
+    fifo: u64,
+    /// Slots a host holds: `(due, cost)`.
+    held: Vec<(u64, u32)>,
+}
+
+fn config(case: &Case, limiters: &[LimiterSpec], strategy: JitterStrategy, max_ms: u64) -> Config {
+    let limiters = limiters
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let mut limiter = LimiterConfig::new(format!("l{i}"), spec.tokens_per_hour);
+            limiter.burst = Some(spec.burst);
+            limiter.initial = spec.initial;
+            limiter
+        })
+        .collect();
+    let mut config = Config::new(limiters);
+    config.seed = Some(7);
+    config.jitter.strategy = strategy;
+    config.jitter.max_ms = max_ms;
+    config.backoff.failure_threshold = case.failure_threshold;
+    config.backoff.base_ms = 100;
+    config.backoff.max_ms = 60_000;
+    config.backoff.open_ms = 2_000;
+    config
+}
+
+/// Runs one case; an error names the first violation.
+fn check(case: &Case) -> Result<(), String> {
+    let mut specs = case.limiters.clone();
+    let mut policy =
+        Policy::new(config(case, &specs, case.strategy, case.max_ms)).map_err(|e| e.to_string())?;
+    let mut ledgers = vec![Ledger::default(); specs.len()];
+    let mut clock: u64 = 1 << 40;
+    let mut now: u64 = 0; // what the policy has seen: time never goes back inside
+    let mut snapshot: Option<(Vec<u8>, Vec<LimiterSpec>)> = None;
+    let memory = MemoryReading::default();
+    let mut extra_possible = case.strategy != JitterStrategy::None;
+    for (i, op) in case.ops.iter().enumerate() {
+        if !matches!(op, Op::Clock(_) | Op::Reconfigure { .. }) {
+            // Every other op hands the policy `clock`: it sees the highest reading so far.
+            now = now.max(clock);
+        }
+        let at = |what: &str| format!("op {i} ({op:?}) at {now}: {what}");
+        match *op {
+            Op::TryAcquire { limiter, cost } => {
+                let cost = cost.min(specs[limiter].burst);
+                let decision = policy.try_acquire(clock, limiter, cost).map_err(|e| at(&e.to_string()))?;
+                if decision == Decision::Admit {
+                    ledgers[limiter].grants.push((now, cost));
+                }
+            }
+            Op::Reserve { limiter, cost } => {
+                let cost = cost.min(specs[limiter].burst);
+                let wait = policy.reserve(clock, limiter, cost).map_err(|e| at(&e.to_string()))?;
+                let ledger = &mut ledgers[limiter];
+                let due = now.saturating_add(wait);
+                if due < ledger.fifo {
+                    return Err(at(&format!("reserve matures at {due}, before an earlier one at {}", ledger.fifo)));
+                }
+                ledger.fifo = due;
+                ledger.grants.push((due, cost));
+                ledger.held.push((due, cost));
+            }
+            Op::NextDelay { limiter, cost, base_ns } => {
+                let cost = cost.min(specs[limiter].burst);
+                let schedule = policy
+                    .next_delay(clock, memory, limiter, cost, base_ns)
+                    .map_err(|e| at(&e.to_string()))?;
+                if let Schedule::Act { delay } = schedule {
+                    let ledger = &mut ledgers[limiter];
+                    let due = now.saturating_add(delay);
+                    let no_extra = !extra_possible && base_ns == 0;
+                    if no_extra {
+                        if due < ledger.fifo {
+                            return Err(at("next_delay without extra delay overtook a reservation"));
+                        }
+                        ledger.fifo = due;
+                    }
+                    ledger.grants.push((due, cost));
+                    ledger.held.push((due, cost));
+                }
+            }
+            Op::Respond { limiter, status, retry_after_ms, sent_ago } => {
+                let retry_after = retry_after_ms.map(|ms| ms * 1_000_000);
+                match sent_ago {
+                    None => policy.on_response(clock, limiter, status, retry_after),
+                    Some(ago) => policy.on_response_sent(
+                        clock,
+                        limiter,
+                        status,
+                        retry_after,
+                        now.saturating_sub(ago),
+                    ),
+                }
+                .map_err(|e| at(&e.to_string()))?;
+            }
+            Op::Replace { limiter, pick } => {
+                let ledger = &mut ledgers[limiter];
+                if ledger.held.is_empty() {
+                    // Nothing held: the policy still sees the clock.
+                    policy.available_milli(clock, limiter).map_err(|e| at(&e.to_string()))?;
+                    continue;
+                }
+                let (due, cost) = ledger.held.swap_remove(pick % ledger.held.len());
+                let cost = cost.min(specs[limiter].burst);
+                let due_in = due.saturating_sub(now);
+                let schedule = policy
+                    .replace(clock, limiter, cost, due_in)
+                    .map_err(|e| at(&e.to_string()))?;
+                if let Schedule::Act { delay } = schedule {
+                    let new_due = now.saturating_add(delay);
+                    if delay != due_in {
+                        // A new reservation, made as reserve makes it: FIFO, and a grant.
+                        if new_due < ledger.fifo {
+                            return Err(at("a re-placed slot overtook a reservation"));
+                        }
+                        ledger.fifo = new_due;
+                        ledger.grants.push((new_due, cost));
+                    }
+                    ledger.held.push((new_due, cost));
+                }
+            }
+            Op::Reconfigure { strategy, max_ms, rerate } => {
+                let mut next = specs.clone();
+                if let Some((limiter, rate)) = rerate {
+                    next[limiter].tokens_per_hour = rate;
+                }
+                policy
+                    .reconfigure(config(case, &next, strategy, max_ms))
+                    .map_err(|e| at(&e.to_string()))?;
+                for (ledger, (old, new)) in ledgers.iter_mut().zip(specs.iter().zip(&next)) {
+                    if old.tokens_per_hour.to_bits() != new.tokens_per_hour.to_bits() {
+                        // The contract allows a reset here: the limiter starts afresh.
+                        check_windows(ledger, old, &at("before a re-configure"))?;
+                        *ledger = Ledger::default();
+                    }
+                }
+                specs = next;
+                extra_possible |= strategy != JitterStrategy::None;
+            }
+            Op::Export => {
+                snapshot = Some((policy.export_state(clock), specs.clone()));
+            }
+            Op::Import => {
+                let Some((bytes, taken_with)) = &snapshot else {
+                    // Nothing exported yet: the policy still sees the clock.
+                    snapshot = Some((policy.export_state(clock), specs.clone()));
+                    continue;
+                };
+                let same = taken_with
+                    .iter()
+                    .zip(&specs)
+                    .all(|(a, b)| a.tokens_per_hour.to_bits() == b.tokens_per_hour.to_bits());
+                let result = policy.import_state(clock, bytes);
+                if same != result.is_ok() {
+                    return Err(at(&format!("import of a snapshot (same limiters: {same}): {result:?}")));
+                }
+                if result.is_ok() {
+                    // A restore may roll state back: the check starts again.
+                    for (ledger, spec) in ledgers.iter_mut().zip(&specs) {
+                        check_windows(ledger, spec, &at("before a restore"))?;
+                        *ledger = Ledger::default();
+                    }
+                }
+            }
+            Op::Clock(step) => {
+                let min_interval = specs
+                    .iter()
+                    .map(|s| interval_ns(s.tokens_per_hour))
+                    .fold(f64::INFINITY, f64::min);
+                clock = match step {
+                    Step::Frozen => clock,
+                    Step::Small(ns) => clock.saturating_add(ns),
+                    Step::Intervals(n) => clock.saturating_add((min_interval * n as f64).min(1e15) as u64),
+                    Step::Large(ns) => clock.saturating_add(ns),
+                    Step::Back(ns) => clock.saturating_sub(ns),
+                };
+            }
+        }
+    }
+    for (ledger, spec) in ledgers.iter().zip(&specs) {
+        check_windows(ledger, spec, "at the end")?;
+    }
+    Ok(())
+}
+
+/// In every window between two grants: at most `burst + W / interval + 1` tokens.
+fn check_windows(ledger: &Ledger, spec: &LimiterSpec, at: &str) -> Result<(), String> {
+    let mut grants = ledger.grants.clone();
+    grants.sort_unstable();
+    let interval = interval_ns(spec.tokens_per_hour);
+    for i in 0..grants.len() {
+        let mut tokens = 0u64;
+        for j in i..grants.len() {
+            tokens += u64::from(grants[j].1);
+            let window = (grants[j].0 - grants[i].0) as f64;
+            let allowed = f64::from(spec.burst) + window / interval + 1.0;
+            if tokens as f64 > allowed * (1.0 + 1e-12) {
+                return Err(format!(
+                    "{at}: {tokens} tokens granted in the window [{}, {}] of {window} ns; \
+                     at most {allowed} allowed (rate {}/h, burst {})",
+                    grants[i].0, grants[j].0, spec.tokens_per_hour, spec.burst
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_bucket_rule_holds_in_every_window_across_everything() {
+    let seconds: u64 = std::env::var("PACER_BUCKET_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut runner = TestRunner::new(RunnerConfig {
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let strategy = case();
+    let mut sequences = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..64 {
+            let mut tree = strategy.new_tree(&mut runner).expect("a case");
+            if let Err(first) = check(&tree.current()) {
+                // Shrink: simplify while it still fails.
+                let mut failure = first;
+                let mut minimal = tree.current();
+                while tree.simplify() {
+                    match check(&tree.current()) {
+                        Err(smaller) => {
+                            failure = smaller;
+                            minimal = tree.current();
+                        }
+                        Ok(()) => {
+                            if !tree.complicate() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                panic!(
+                    "after {sequences} sequences: {failure}\nminimal case: {minimal:?}"
+                );
+            }
+            sequences += 1;
+        }
+    }
+    println!("bucket rule: 0 violations in {sequences} random sequences ({seconds} s budget)");
+}
+
+/// A client that always waits exactly the returned time gets the configured rate: after n
+/// grants its elapsed time is `(n - 1) · interval` to within the last wait's rounding.
+#[test]
+fn a_client_that_waits_exactly_gets_the_configured_rate() {
+    proptest!(ProptestConfig::with_cases(400), |(
+        tokens_per_hour in rate(),
+        burst in 1u32..50,
+        use_reserve in any::<bool>(),
+        cost in 1u32..4,
+    )| {
+        let cost = cost.min(burst);
+        let mut limiter = LimiterConfig::new("l", tokens_per_hour);
+        limiter.burst = Some(burst);
+        limiter.initial = 0.0;
+        let mut config = Config::new(vec![limiter]);
+        config.seed = Some(1);
+        let mut policy = Policy::new(config).expect("valid");
+        let mut now: u64 = 1 << 40;
+        let mut first = None;
+        // 2,000 grants, or fewer where that would pass 1e18 ns.
+        let n = (1e18 / (interval_ns(tokens_per_hour) * f64::from(cost))).clamp(2.0, 2_000.0) as u64;
+        for _ in 0..n {
+            if use_reserve {
+                now += policy.reserve(now, 0, cost).expect("valid");
+            } else {
+                loop {
+                    match policy.try_acquire(now, 0, cost).expect("valid") {
+                        Decision::Admit => break,
+                        Decision::Wait(w) => now += w,
+                    }
+                }
+            }
+            first.get_or_insert(now);
+        }
+        let elapsed = (now - first.expect("granted")) as f64;
+        let exact = (n - 1) as f64 * f64::from(cost) * interval_ns(tokens_per_hour);
+        prop_assert!(
+            (elapsed - exact).abs() <= 1.0 + 1e-9 * exact,
+            "elapsed {elapsed} ns for {n} grants, exact {exact}"
+        );
+    });
+}
