@@ -118,12 +118,26 @@ impl Breaker {
         self.round_began
     }
 
+    /// True while the circuit refuses operations at `now`.
+    pub fn refuses(&self, now: Nanos) -> bool {
+        match self.circuit {
+            Circuit::Closed => false,
+            Circuit::Open { until } => now < until,
+            Circuit::Probing { deadline } => now < deadline,
+        }
+    }
+
     /// While the circuit refuses at `now`: the ns until asking again can succeed; else 0.
-    pub fn retry_in(&self, now: Nanos) -> Nanos {
+    /// Open: until it closes for the probe. Half-open: until the probe's deadline, but at most
+    /// `base_ns` (1 ms at least), so refused callers learn of the probe's success quickly.
+    pub fn retry_in(&self, now: Nanos, settings: &BackoffSettings) -> Nanos {
         match self.circuit {
             Circuit::Closed => 0,
             Circuit::Open { until } => until.saturating_sub(now),
-            Circuit::Probing { deadline } => deadline.saturating_sub(now),
+            Circuit::Probing { deadline } => {
+                let poll = settings.base_ns.max(crate::clock::NANOS_PER_MS);
+                deadline.saturating_sub(now).min(poll)
+            }
         }
     }
 

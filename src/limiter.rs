@@ -149,9 +149,18 @@ impl Limiter {
         self.quota.share_ppm(in_use)
     }
 
-    /// Pauses the bucket until `until`; a longer pause already in force stays.
+    /// Pauses the bucket until `until` (a longer pause already in force stays) and holds it
+    /// meanwhile (see [`Limiter::hold_until`]).
     pub fn pause_until(&mut self, until: Nanos) {
         self.paused_until = self.paused_until.max(until);
+        self.hold_until(until);
+    }
+
+    /// Holds the bucket until `until`: it gains no credit meanwhile beyond one token, so when
+    /// a pause or an open circuit ends, callers leave at the configured rate, never as a burst.
+    pub fn hold_until(&mut self, until: Nanos) {
+        let one_token_left = ticks(until) + self.quota.capacity() - self.quota.interval();
+        self.tat = self.tat.max(one_token_left.min(MAX_TAT));
     }
 
     /// When the current pause ends (in the past when there is none).

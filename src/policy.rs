@@ -245,11 +245,16 @@ impl Policy {
             },
         };
         let outcome = Outcome::of_status(status);
-        if let Some(until) = slot
+        let pause = slot
             .breaker
-            .on_response(now, outcome, retry_after, sent, backoff, rng)
-        {
-            slot.touch(now).pause_until(until);
+            .on_response(now, outcome, retry_after, sent, backoff, rng);
+        let circuit = slot.breaker.circuit();
+        let bucket = slot.touch(now);
+        if let Some(until) = pause {
+            bucket.pause_until(until);
+        }
+        if let Circuit::Open { until } = circuit {
+            bucket.hold_until(until);
         }
         Ok(())
     }
@@ -283,8 +288,8 @@ impl Policy {
             ..
         } = self;
         let slot = &mut slots[limiter];
-        let retry_in = slot.breaker.retry_in(now);
-        if retry_in > 0 {
+        if slot.breaker.refuses(now) {
+            let retry_in = slot.breaker.retry_in(now, backoff);
             return Ok(Schedule::CircuitOpen { retry_in });
         }
         let interval_ns = slot.quota.interval_ns();
@@ -351,9 +356,10 @@ impl Policy {
     /// While the circuit refuses: ns until asking again can succeed; else 0.
     pub fn retry_in(&mut self, now: Nanos, limiter: usize) -> Result<Nanos, Error> {
         let now = self.clock.observe(now);
+        let backoff = self.backoff;
         let slot = self.slot(limiter)?;
         slot.touch(now);
-        Ok(slot.breaker.retry_in(now))
+        Ok(slot.breaker.retry_in(now, &backoff))
     }
 
     /// A delay by the configured jitter strategy; utilization in parts per million.

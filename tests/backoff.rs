@@ -105,7 +105,8 @@ fn the_circuit_opens_probes_and_closes() {
         .expect("valid");
     assert_eq!(policy.retry_in(T0 + 5 * SECOND, 0), Ok(5 * SECOND));
 
-    // The first caller after open_ms is the probe; the rest wait for its answer.
+    // The first caller after open_ms is the probe; the rest wait for its answer, polling
+    // every base_ms (1 s) rather than until its deadline (10 s).
     let probe_at = T0 + 10 * SECOND;
     assert_eq!(
         next_delay(&mut policy, probe_at),
@@ -113,10 +114,9 @@ fn the_circuit_opens_probes_and_closes() {
     );
     assert_eq!(
         next_delay(&mut policy, probe_at),
-        Schedule::CircuitOpen {
-            retry_in: 10 * SECOND
-        }
+        Schedule::CircuitOpen { retry_in: SECOND }
     );
+    assert_eq!(policy.retry_in(probe_at + 9_500 * MS, 0), Ok(500 * MS));
     // A success closes the circuit and resets the count.
     policy.on_response(probe_at, 0, 200, None).expect("valid");
     assert_eq!(policy.retry_in(probe_at, 0), Ok(0));

@@ -27,13 +27,35 @@ struct LimiterSpec {
 /// Something a host may do.
 #[derive(Debug, Clone)]
 enum Op {
-    TryAcquire { limiter: usize, cost: u32 },
-    Reserve { limiter: usize, cost: u32 },
-    NextDelay { limiter: usize, cost: u32, base_ns: u64 },
-    Respond { limiter: usize, status: u16, retry_after_ms: Option<u64>, sent_ago: Option<u64> },
-    Replace { limiter: usize, pick: usize },
+    TryAcquire {
+        limiter: usize,
+        cost: u32,
+    },
+    Reserve {
+        limiter: usize,
+        cost: u32,
+    },
+    NextDelay {
+        limiter: usize,
+        cost: u32,
+        base_ns: u64,
+    },
+    Respond {
+        limiter: usize,
+        status: u16,
+        retry_after_ms: Option<u64>,
+        sent_ago: Option<u64>,
+    },
+    Replace {
+        limiter: usize,
+        pick: usize,
+    },
     /// Re-configure: a new jitter strategy, and maybe a new rate for one limiter.
-    Reconfigure { strategy: JitterStrategy, max_ms: u64, rerate: Option<(usize, f64)> },
+    Reconfigure {
+        strategy: JitterStrategy,
+        max_ms: u64,
+        rerate: Option<(usize, f64)>,
+    },
     Export,
     Import,
     Clock(Step),
@@ -141,13 +163,15 @@ fn case() -> impl Strategy<Value = Case> {
                 proptest::collection::vec(op(n), 1..120),
             )
         })
-        .prop_map(|(limiters, strategy, max_ms, failure_threshold, ops)| Case {
-            limiters,
-            strategy,
-            max_ms,
-            failure_threshold,
-            ops,
-        })
+        .prop_map(
+            |(limiters, strategy, max_ms, failure_threshold, ops)| Case {
+                limiters,
+                strategy,
+                max_ms,
+                failure_threshold,
+                ops,
+            },
+        )
 }
 
 /// Grants of one limiter since the last reset, and what else it must keep.
@@ -203,24 +227,35 @@ fn check(case: &Case) -> Result<(), String> {
         match *op {
             Op::TryAcquire { limiter, cost } => {
                 let cost = cost.min(specs[limiter].burst);
-                let decision = policy.try_acquire(clock, limiter, cost).map_err(|e| at(&e.to_string()))?;
+                let decision = policy
+                    .try_acquire(clock, limiter, cost)
+                    .map_err(|e| at(&e.to_string()))?;
                 if decision == Decision::Admit {
                     ledgers[limiter].grants.push((now, cost));
                 }
             }
             Op::Reserve { limiter, cost } => {
                 let cost = cost.min(specs[limiter].burst);
-                let wait = policy.reserve(clock, limiter, cost).map_err(|e| at(&e.to_string()))?;
+                let wait = policy
+                    .reserve(clock, limiter, cost)
+                    .map_err(|e| at(&e.to_string()))?;
                 let ledger = &mut ledgers[limiter];
                 let due = now.saturating_add(wait);
                 if due < ledger.fifo {
-                    return Err(at(&format!("reserve matures at {due}, before an earlier one at {}", ledger.fifo)));
+                    return Err(at(&format!(
+                        "reserve matures at {due}, before an earlier one at {}",
+                        ledger.fifo
+                    )));
                 }
                 ledger.fifo = due;
                 ledger.grants.push((due, cost));
                 ledger.held.push((due, cost));
             }
-            Op::NextDelay { limiter, cost, base_ns } => {
+            Op::NextDelay {
+                limiter,
+                cost,
+                base_ns,
+            } => {
                 let cost = cost.min(specs[limiter].burst);
                 let schedule = policy
                     .next_delay(clock, memory, limiter, cost, base_ns)
@@ -231,7 +266,9 @@ fn check(case: &Case) -> Result<(), String> {
                     let no_extra = !extra_possible && base_ns == 0;
                     if no_extra {
                         if due < ledger.fifo {
-                            return Err(at("next_delay without extra delay overtook a reservation"));
+                            return Err(at(
+                                "next_delay without extra delay overtook a reservation",
+                            ));
                         }
                         ledger.fifo = due;
                     }
@@ -239,7 +276,12 @@ fn check(case: &Case) -> Result<(), String> {
                     ledger.held.push((due, cost));
                 }
             }
-            Op::Respond { limiter, status, retry_after_ms, sent_ago } => {
+            Op::Respond {
+                limiter,
+                status,
+                retry_after_ms,
+                sent_ago,
+            } => {
                 let retry_after = retry_after_ms.map(|ms| ms * 1_000_000);
                 match sent_ago {
                     None => policy.on_response(clock, limiter, status, retry_after),
@@ -257,7 +299,9 @@ fn check(case: &Case) -> Result<(), String> {
                 let ledger = &mut ledgers[limiter];
                 if ledger.held.is_empty() {
                     // Nothing held: the policy still sees the clock.
-                    policy.available_milli(clock, limiter).map_err(|e| at(&e.to_string()))?;
+                    policy
+                        .available_milli(clock, limiter)
+                        .map_err(|e| at(&e.to_string()))?;
                     continue;
                 }
                 let (due, cost) = ledger.held.swap_remove(pick % ledger.held.len());
@@ -279,7 +323,11 @@ fn check(case: &Case) -> Result<(), String> {
                     ledger.held.push((new_due, cost));
                 }
             }
-            Op::Reconfigure { strategy, max_ms, rerate } => {
+            Op::Reconfigure {
+                strategy,
+                max_ms,
+                rerate,
+            } => {
                 let mut next = specs.clone();
                 if let Some((limiter, rate)) = rerate {
                     next[limiter].tokens_per_hour = rate;
@@ -312,7 +360,9 @@ fn check(case: &Case) -> Result<(), String> {
                     .all(|(a, b)| a.tokens_per_hour.to_bits() == b.tokens_per_hour.to_bits());
                 let result = policy.import_state(clock, bytes);
                 if same != result.is_ok() {
-                    return Err(at(&format!("import of a snapshot (same limiters: {same}): {result:?}")));
+                    return Err(at(&format!(
+                        "import of a snapshot (same limiters: {same}): {result:?}"
+                    )));
                 }
                 if result.is_ok() {
                     // A restore may roll state back: the check starts again.
@@ -330,7 +380,9 @@ fn check(case: &Case) -> Result<(), String> {
                 clock = match step {
                     Step::Frozen => clock,
                     Step::Small(ns) => clock.saturating_add(ns),
-                    Step::Intervals(n) => clock.saturating_add((min_interval * n as f64).min(1e15) as u64),
+                    Step::Intervals(n) => {
+                        clock.saturating_add((min_interval * n as f64).min(1e15) as u64)
+                    }
                     Step::Large(ns) => clock.saturating_add(ns),
                     Step::Back(ns) => clock.saturating_sub(ns),
                 };
@@ -399,9 +451,7 @@ fn the_bucket_rule_holds_in_every_window_across_everything() {
                         }
                     }
                 }
-                panic!(
-                    "after {sequences} sequences: {failure}\nminimal case: {minimal:?}"
-                );
+                panic!("after {sequences} sequences: {failure}\nminimal case: {minimal:?}");
             }
             sequences += 1;
         }

@@ -51,10 +51,7 @@ fn next_delay_is_the_reservation_wait_plus_jitter_plus_pressure_delay() {
     );
     // Burst 3: a caller without extra delay still finds tokens and goes first (extra delay
     // may reorder next_delay callers; it never bunches them).
-    assert_eq!(
-        policy.next_delay(later, memory(0.1), 0, 1, 0),
-        Ok(go(0))
-    );
+    assert_eq!(policy.next_delay(later, memory(0.1), 0, 1, 0), Ok(go(0)));
 }
 
 #[test]
@@ -75,10 +72,12 @@ fn adaptive_jitter_grows_with_utilization_and_is_capped_at_one_interval() {
     with_one.limiters.push(one);
     let mut policy = Policy::new(with_one).expect("valid");
     let spread: Vec<u64> = (0..400)
-        .map(|i| match policy.next_delay(T0 + i * 10 * SECOND, memory(0.1), 2, 1, 0) {
-            Ok(Schedule::Act { delay }) => delay,
-            other => panic!("{other:?}"),
-        })
+        .map(
+            |i| match policy.next_delay(T0 + i * 10 * SECOND, memory(0.1), 2, 1, 0) {
+                Ok(Schedule::Act { delay }) => delay,
+                other => panic!("{other:?}"),
+            },
+        )
         .collect();
     assert!(spread.iter().all(|&s| s < SECOND), "{spread:?}");
     let mean = spread.iter().sum::<u64>() / 400;

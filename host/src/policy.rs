@@ -74,7 +74,9 @@ impl Exports {
             state_export: typed!("pacer_state_export"),
             state_ptr: typed!("pacer_state_ptr"),
             state_import: typed!("pacer_state_import"),
-            replace: instance.get_typed_func(&mut *store, "pacer_replace_ns").ok(),
+            replace: instance
+                .get_typed_func(&mut *store, "pacer_replace_ns")
+                .ok(),
             on_response_sent: instance
                 .get_typed_func(&mut *store, "pacer_on_response_sent")
                 .ok(),
@@ -221,7 +223,12 @@ impl Policy {
     /// Re-places a slot of `cost` tokens due in `due_in` ns, handed out before a pause or an
     /// open circuit that began since: the wait to use now, or the circuit is open. A module
     /// without `pacer_replace_ns` keeps the slot's time.
-    pub fn replace(&mut self, limiter: u32, cost: u32, due_in: Nanos) -> Result<Schedule, HostError> {
+    pub fn replace(
+        &mut self,
+        limiter: u32,
+        cost: u32,
+        due_in: Nanos,
+    ) -> Result<Schedule, HostError> {
         if self.exports.replace.is_none() {
             return Ok(Schedule::Act { delay: due_in });
         }

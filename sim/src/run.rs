@@ -290,7 +290,8 @@ impl<E: Engine> Simulation<E> {
             return self.respond(now, request, answer);
         }
         let at = now.saturating_add(latency_ns);
-        self.pending.push(Reverse((at, request, Step::Respond(answer))));
+        self.pending
+            .push(Reverse((at, request, Step::Respond(answer))));
         Ok(())
     }
 

@@ -389,7 +389,11 @@ fn pattern_of(value: &Value) -> Result<Pattern, ScenarioError> {
 }
 
 fn memory_of(value: &Value) -> Result<Vec<[f64; 2]>, ScenarioError> {
-    pairs_of(value, "memory", "must be a list of [seconds, fraction] pairs")
+    pairs_of(
+        value,
+        "memory",
+        "must be a list of [seconds, fraction] pairs",
+    )
 }
 
 /// A list of `[number, number]` pairs.
