@@ -20,12 +20,15 @@ pub mod origin;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod scorecard;
+pub mod strategy;
 pub mod trace;
 
 pub use engine::{CoreEngine, Engine, Reading};
 pub use report::{Report, Summary};
 pub use run::{Simulation, SimulationError};
 pub use scenario::{Pattern, Scenario, ScenarioError};
+pub use scorecard::{Scorecard, Scores, scorecard, scorecard_with};
 
 /// Makes `count` `try_acquire` decisions on limiter 0, the virtual clock moving 1 µs per
 /// call; returns how many were admitted. The raw decision rate, without the simulator around it.

@@ -66,6 +66,13 @@ enum Command {
         /// Print the whole report as JSON.
         #[arg(long)]
         json: bool,
+        /// Score pacer against the baseline strategies on the same arrivals: one table per
+        /// scenario (every file in sim/scenarios/ unless --scenario), means over --seeds.
+        #[arg(long)]
+        scorecard: bool,
+        /// With --scorecard: how many seeds, counting up from each scenario's own.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        seeds: u64,
     },
     /// Load a policy module, check it against ABI v1, and show a few of its decisions.
     Check {
@@ -90,7 +97,13 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Origin { port, options } => run::origin(options, *port),
         Command::Serve { port, dir } => simulate::serve(dir.as_deref(), *port),
-        Command::Simulate { scenario, json } => simulate::simulate(scenario.as_deref(), *json),
+        Command::Simulate {
+            scenario,
+            json,
+            scorecard: true,
+            seeds,
+        } => simulate::scorecard(scenario.as_deref(), *seeds, *json),
+        Command::Simulate { scenario, json, .. } => simulate::simulate(scenario.as_deref(), *json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,18 +9,24 @@ use pacer_sim::{CoreEngine, Scenario, Simulation};
 /// The page's directory in this checkout (`make www` fills its `pkg/` and `vendor/`).
 pub const WWW_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../www");
 
+/// The scorecard's scenarios in this checkout.
+pub const SCENARIOS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/scenarios");
+
+/// Reads a scenario file (`-` = stdin).
+fn read_scenario(path: &Path) -> Result<Scenario, String> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    Scenario::from_json(&text).map_err(|e| format!("{}: scenario: {e}", path.display()))
+}
+
 /// Runs a scenario (JSON, as the page's "JSON" export and URL use) on the native core.
 pub fn simulate(scenario: Option<&Path>, json: bool) -> Result<(), String> {
     let scenario = match scenario {
         None => Scenario::default(),
-        Some(path) => {
-            let text = if path == Path::new("-") {
-                std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?
-            } else {
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
-            };
-            Scenario::from_json(&text).map_err(|e| format!("scenario: {e}"))?
-        }
+        Some(path) => read_scenario(path)?,
     };
     let report = Simulation::new(scenario, CoreEngine::new())
         .and_then(Simulation::run)
@@ -46,6 +52,49 @@ pub fn simulate(scenario: Option<&Path>, json: bool) -> Result<(), String> {
         "achieved / quota    {:>12.1} %",
         s.achieved_vs_quota * 100.0
     );
+    Ok(())
+}
+
+/// Scores pacer against the baselines: `scenario`, or every file in `sim/scenarios/`.
+pub fn scorecard(scenario: Option<&Path>, seeds: u64, json: bool) -> Result<(), String> {
+    let paths = match scenario {
+        Some(path) => vec![path.to_path_buf()],
+        None => {
+            let dir = Path::new(SCENARIOS_DIR);
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| path.extension().is_some_and(|e| e == "json"))
+                .collect();
+            paths.sort();
+            paths
+        }
+    };
+    let mut all = serde_json::Map::new();
+    for path in &paths {
+        let scenario = read_scenario(path)?;
+        let name = path
+            .file_stem()
+            .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned());
+        let cards = pacer_sim::scorecard::over_seeds(&scenario, seeds)?;
+        if json {
+            let value = serde_json::to_value(&cards).map_err(|e| e.to_string())?;
+            all.insert(name, value);
+            continue;
+        }
+        let last = scenario.seed + seeds - 1;
+        say!(
+            "### {name} (seeds {}–{last}; means, worst recovery, window and fairness)\n",
+            scenario.seed
+        );
+        say!(
+            "{}",
+            pacer_sim::scorecard::table(&pacer_sim::scorecard::combine(&cards))
+        );
+    }
+    if json {
+        say!("{}", serde_json::Value::Object(all));
+    }
     Ok(())
 }
 
