@@ -7,7 +7,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
 .PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
-	browser-tests doc wasm www wasm-bindgen-cli chromium
+	browser-tests doc wasm www wasm-bindgen-cli chromium nginx
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -82,6 +82,11 @@ wasm-bindgen-cli:
 	@[ "$$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" ] || \
 		$(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 
+## nginx: Debian's, the real origin nobody here wrote (host/tests/nginx.rs starts its own on a
+## free port; the package's own service is not used)
+nginx:
+	@[ -x /usr/sbin/nginx ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light; }
+
 ## chromium: Debian's, for the browser tests (playwright-core drives it; it downloads no browser)
 chromium:
 	@[ -x /usr/bin/chromium ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-liberation; }
@@ -105,7 +110,7 @@ clippy: setup
 wasm-check: setup
 	$(CARGO) build -p pacer --target $(WASM_TARGET) --locked
 
-unit-tests: wasm
+unit-tests: wasm nginx
 	$(CARGO) test --workspace --locked
 
 ## node-tests: the shared vectors and hostile inputs on Node's own WebAssembly engine

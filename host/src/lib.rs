@@ -30,8 +30,10 @@ pub mod origin;
 pub mod pipeline;
 mod policy;
 pub mod pool;
+pub mod retry_after;
 mod sandbox;
 pub mod site;
+pub mod state_file;
 
 pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironment};
 pub use error::HostError;

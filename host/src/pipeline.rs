@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use pacer::{Level, Schedule};
 use sha2::{Digest, Sha256};
@@ -21,6 +21,8 @@ use crate::error::HostError;
 use crate::origin::parse_index;
 use crate::policy::Policy;
 use crate::pool::{BufferPool, PoolStats};
+use crate::retry_after::{self, RetryAfter};
+use crate::state_file;
 
 /// What to download, where, and how.
 #[derive(Debug, Clone)]
@@ -39,6 +41,11 @@ pub struct PipelineOptions {
     pub max_attempts: u32,
     /// Sent as `X-Client`, so the origin can tell clients apart.
     pub client_id: String,
+    /// Where the policy's state is saved after each failure and at the end (a restart that
+    /// restores it honours a pause or an open circuit still in force); `None` = not saved.
+    pub state_file: Option<PathBuf>,
+    /// The longest Retry-After honoured; longer ones are cut to it (with a warning).
+    pub max_retry_after: Duration,
 }
 
 impl PipelineOptions {
@@ -52,6 +59,8 @@ impl PipelineOptions {
             base_delay: Duration::ZERO,
             max_attempts: 20,
             client_id: format!("pacer-{}", std::process::id()),
+            state_file: None,
+            max_retry_after: Duration::from_secs(300),
         }
     }
 }
@@ -234,6 +243,7 @@ pub async fn run(
             }
         }
     }
+    save_state(&run)?;
     if let Some(error) = first_error {
         return Err(error);
     }
@@ -271,6 +281,7 @@ async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
             pace(&run, id).await?;
             run.progress.started(id, &item.name, item.size);
             run.requests.fetch_add(1, Relaxed);
+            let sent_at = lock(&run.policy).environment_mut().now_ns();
             let outcome = download(&run, id, &item).await?;
             let (status, retry_after) = match &outcome {
                 Ok(()) => (200, None),
@@ -279,13 +290,22 @@ async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
             if status == 429 {
                 run.throttled.fetch_add(1, Relaxed);
             }
-            lock(&run.policy).on_response(run.options.limiter, status, retry_after)?;
+            lock(&run.policy).on_response_sent(
+                run.options.limiter,
+                status,
+                retry_after,
+                sent_at,
+            )?;
             match outcome {
                 Ok(()) => {
                     done = true;
                     break;
                 }
-                Err(failure) => last_reason = failure.reason,
+                Err(failure) => {
+                    last_reason = failure.reason;
+                    // A pause or an open circuit may have begun: keep it across a restart.
+                    save_state(&run)?;
+                }
             }
         }
         if done {
@@ -320,22 +340,34 @@ async fn pace(run: &Run, id: usize) -> Result<(), PipelineError> {
         let schedule =
             lock(&run.policy).next_delay(run.options.limiter, 1, run.options.base_delay)?;
         match schedule {
-            Schedule::Act { delay } => {
+            Schedule::Act { mut delay } => loop {
                 run.waited_ns.fetch_add(delay, Relaxed);
                 if delay > 0 {
                     run.progress.waiting(id, "paced");
                     tokio::time::sleep(Duration::from_nanos(delay)).await;
                 }
-                return Ok(());
-            }
-            Schedule::CircuitOpen { retry_in } => {
-                run.progress
-                    .waiting(id, "circuit open: the origin keeps failing");
-                run.waited_ns.fetch_add(retry_in, Relaxed);
-                tokio::time::sleep(Duration::from_nanos(retry_in.max(1_000_000))).await;
-            }
+                // A pause or an open circuit that began while this worker slept binds its
+                // slot too: re-place it (a module without pacer_replace_ns keeps the slot).
+                let replaced = lock(&run.policy).replace(run.options.limiter, 1, 0)?;
+                match replaced {
+                    Schedule::Act { delay: 0 } => return Ok(()),
+                    Schedule::Act { delay: later } => delay = later,
+                    Schedule::CircuitOpen { retry_in } => {
+                        wait_out_circuit(run, id, retry_in).await;
+                        break;
+                    }
+                }
+            },
+            Schedule::CircuitOpen { retry_in } => wait_out_circuit(run, id, retry_in).await,
         }
     }
+}
+
+async fn wait_out_circuit(run: &Run, id: usize, retry_in: u64) {
+    run.progress
+        .waiting(id, "circuit open: the origin keeps failing");
+    run.waited_ns.fetch_add(retry_in, Relaxed);
+    tokio::time::sleep(Duration::from_nanos(retry_in.max(1_000_000))).await;
 }
 
 /// One attempt: stream into `<name>.partial`, verify, fsync, rename. `Ok(Err(..))` is a
@@ -378,9 +410,13 @@ async fn attempt(
         let retry_after = response
             .headers()
             .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .and_then(|v| {
+                match retry_after::parse(&v, SystemTime::now(), run.options.max_retry_after) {
+                    RetryAfter::Wait(delay) => Some(delay),
+                    RetryAfter::Ignored => None,
+                }
+            });
         return Ok(Err(Failure {
             status,
             retry_after,
@@ -439,6 +475,18 @@ async fn attempt(
 }
 
 /// Creates the directory, proves it writable, and clears partial files of an earlier run.
+/// Saves the policy's snapshot to the state file, if the run keeps one.
+fn save_state(run: &Run) -> Result<(), PipelineError> {
+    let Some(path) = &run.options.state_file else {
+        return Ok(());
+    };
+    let snapshot = lock(&run.policy).snapshot()?;
+    state_file::save(path, &snapshot).map_err(|e| PipelineError::OutDir {
+        path: path.clone(),
+        reason: format!("saving the policy's state: {e}"),
+    })
+}
+
 fn prepare_out_dir(dir: &Path) -> Result<(), PipelineError> {
     let fail = |reason: String| PipelineError::OutDir {
         path: dir.to_path_buf(),

@@ -1,7 +1,10 @@
 //! `pacer check`, run as a user would.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
 
 fn pacer(args: &[&str]) -> (bool, String, String) {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
@@ -198,4 +201,68 @@ fn serve_prints_its_url_and_refuses_a_directory_without_the_built_page() {
         line.starts_with("pacer serve: the load simulator at http://127.0.0.1:"),
         "{line}"
     );
+}
+
+/// Starts `pacer run` against `origin` into `out`, one worker; it is killed by the caller.
+fn spawn_run(origin: &str, out: &Path, config: &Path) -> std::process::Child {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(["run", "--workers", "1", "--origin", origin, "--out"])
+        .arg(out)
+        .arg("--config")
+        .arg(config)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("XDG_CACHE_HOME", cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pacer runs")
+}
+
+#[test]
+fn a_restarted_run_honours_the_pause_its_predecessor_saved() {
+    // Every file request is answered 429 with Retry-After: 120.
+    let origin = common::ScriptedOrigin::start(3, |_| (429, "retry-after: 120\r\n".into()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"limiters":[{"name":"origin","tokens_per_hour":3600,"burst":3}]}"#,
+    )
+    .expect("config written");
+    let state = out.join(".pacer-state");
+    let requests = || origin.requests.lock().expect("log").len();
+
+    // The first run is answered 429, saves its paused state, and is killed while it waits.
+    let mut first = spawn_run(&origin.url, &out, &config);
+    let start = Instant::now();
+    while !state.exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    first.kill().expect("killed");
+    first.wait().expect("reaped");
+    assert!(state.exists(), "the first run saved its state");
+    assert_eq!(requests(), 1, "one request, then the pause");
+
+    // The second run restores the pause: nothing goes to the origin for seconds.
+    let mut second = spawn_run(&origin.url, &out, &config);
+    std::thread::sleep(Duration::from_secs(3));
+    second.kill().expect("killed");
+    let output = second.wait_with_output().expect("reaped");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("resumed the policy's state"), "{stdout}");
+    assert_eq!(requests(), 1, "the restored pause held the second run back");
+
+    // Without the saved state, a run asks at once: the test above can fail.
+    std::fs::remove_file(&state).expect("removed");
+    let mut third = spawn_run(&origin.url, &out, &config);
+    let start = Instant::now();
+    while requests() < 2 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    third.kill().expect("killed");
+    third.wait().expect("reaped");
+    assert_eq!(requests(), 2, "a fresh run asks at once");
 }

@@ -1,13 +1,15 @@
 //! `pacer run` and `pacer origin`: the main job, on the embedded origin or any other.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Args;
 use pacer_host::origin::{Origin, OriginOptions};
 use pacer_host::pipeline::{self, PipelineOptions, Progress, Summary};
-use pacer_host::{BufferPool, Policy, Runtime, SandboxOptions, SystemEnvironment};
+use pacer_host::state_file;
+use pacer_host::{BufferPool, Environment, Policy, Runtime, SandboxOptions, SystemEnvironment};
 
 use crate::progress::{Bars, Quiet};
 
@@ -122,11 +124,17 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let module = sandbox
         .load_file(&module_path)
         .map_err(|e| format!("{}: {e}", module_path.display()))?;
-    let mut policy =
-        Policy::new(&module, Box::new(SystemEnvironment::detect())).map_err(|e| e.to_string())?;
+    let ahead_ns = Arc::new(AtomicI64::new(0));
+    let environment = Resumed {
+        inner: SystemEnvironment::detect(),
+        ahead_ns: Arc::clone(&ahead_ns),
+    };
+    let mut policy = Policy::new(&module, Box::new(environment)).map_err(|e| e.to_string())?;
     policy
         .configure(&config)
         .map_err(|e| format!("config: {e}"))?;
+    let state_path = state_file::path_in(&args.out);
+    let resumed = resume(&mut policy, &state_path, &ahead_ns);
     // The pool section is validated by the core's own parser (defaults: 20 x 81,920 bytes).
     let pool_config = pacer::Config::from_json(&config)
         .map(|c| c.pool)
@@ -142,6 +150,13 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             module_path.display(),
             args.workers
         );
+        if let Some(age) = resumed {
+            say!(
+                "  resumed the policy's state saved {:.1} s ago ({})",
+                age.as_secs_f64(),
+                state_path.display()
+            );
+        }
     }
     let bars = (!args.json).then(|| Arc::new(Bars::new(args.workers)));
     let progress: Arc<dyn Progress> = match &bars {
@@ -150,6 +165,11 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     };
     let mut options = PipelineOptions::new(url.clone(), &args.out);
     options.workers = args.workers.max(1);
+    options.state_file = Some(state_path.clone());
+    // Retry-After is honoured up to the policy's own longest backoff.
+    if let Ok(parsed) = pacer::Config::from_json(&config) {
+        options.max_retry_after = Duration::from_millis(parsed.backoff.max_ms);
+    }
     let download = pipeline::run(
         options,
         Arc::new(Mutex::new(policy)),
@@ -187,6 +207,50 @@ fn embedded_config(origin: &OriginArgs) -> String {
         r#"{{"limiters":[{{"name":"origin","tokens_per_hour":{},"burst":{}}}],"jitter":{{"strategy":"adaptive","max_ms":{interval_ms}}}}}"#,
         origin.origin_rate, origin.origin_burst
     )
+}
+
+/// The system clock, moved forward once by the time a restored state spent on disk: the state
+/// is restored at the clock's reading, then that much time passes at once, so a pause or an
+/// open circuit saved by an earlier run ends when it would have.
+struct Resumed {
+    inner: SystemEnvironment,
+    ahead_ns: Arc<AtomicI64>,
+}
+
+impl Environment for Resumed {
+    fn now_ns(&mut self) -> i64 {
+        self.inner
+            .now_ns()
+            .saturating_add(self.ahead_ns.load(Relaxed))
+    }
+    fn memory(&mut self) -> pacer::MemoryReading {
+        self.inner.memory()
+    }
+    fn random_fill(&mut self, buf: &mut [u8]) {
+        self.inner.random_fill(buf);
+    }
+}
+
+/// Restores the state an earlier run saved in `path`, if any and if it fits this config;
+/// returns its age. A state that does not fit is reported and left to be overwritten.
+fn resume(policy: &mut Policy, path: &Path, ahead_ns: &AtomicI64) -> Option<Duration> {
+    let saved = match state_file::load(path) {
+        Ok(saved) => saved?,
+        Err(reason) => {
+            tracing::warn!("{reason}: starting with a fresh policy state");
+            return None;
+        }
+    };
+    if let Err(e) = policy.restore(&saved.snapshot) {
+        tracing::warn!(
+            "{}: not restored ({e}); starting with a fresh policy state",
+            path.display()
+        );
+        return None;
+    }
+    let age = i64::try_from(saved.age.as_nanos()).unwrap_or(i64::MAX);
+    ahead_ns.store(age, Relaxed);
+    Some(saved.age)
 }
 
 fn default_module() -> Option<PathBuf> {

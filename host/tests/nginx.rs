@@ -1,0 +1,192 @@
+//! `pacer run` against a real origin nobody here wrote: Debian's nginx (installed by `make
+//! nginx`) with `limit_req`, started here on a free port with its own config. With pacer's
+//! quota equal to nginx's rate, every request must be served (0 × 429) at ≥ 98 % of that rate,
+//! measured from nginx's own access log: (served − 1) / (last − first).
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// An nginx serving `files` files of 1 KiB under `/files/`, limited to `rate` with `burst`.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn start_nginx(rate: &str, burst: u32, files: usize) -> Nginx {
+    assert!(
+        Path::new(NGINX).is_file(),
+        "{NGINX} is missing: `make nginx` installs Debian's nginx (make test does)"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("files")).expect("root");
+    let mut index = Vec::new();
+    for i in 0..files {
+        let body: Vec<u8> = (0..1024u32)
+            .map(|b| (b * 31 + i as u32 * 7) as u8)
+            .collect();
+        std::fs::write(root.join(format!("files/f{i}")), &body).expect("file");
+        let sha = format!("{:x}", Sha256::digest(&body));
+        index.push(format!(r#"{{"name":"f{i}","size":1024,"sha256":"{sha}"}}"#));
+    }
+    std::fs::write(
+        root.join("index.json"),
+        format!(r#"{{"files":[{}]}}"#, index.join(",")),
+    )
+    .expect("index");
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off;
+master_process off;
+worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+  log_format timed '$msec $status $uri';
+  access_log {d}/access.log timed;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  limit_req_zone $binary_remote_addr zone=pacer:1m rate={rate};
+  server {{
+    listen 127.0.0.1:{port};
+    root {d}/root;
+    location /files/ {{
+      limit_req zone=pacer burst={burst} nodelay;
+      limit_req_status 429;
+    }}
+  }}
+}}
+"
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::File::create(&conf_path)
+        .and_then(|mut f| f.write_all(conf.as_bytes()))
+        .expect("config");
+    let child = Command::new(NGINX)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nginx starts");
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not listen: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        dir,
+    }
+}
+
+/// Runs `pacer run` (default workers) with `config`; returns nginx's `(time, status)` per
+/// file request.
+fn run_against(nginx: &Nginx, config: &str) -> Vec<(f64, u16)> {
+    let config_path = nginx.dir.path().join("pacer.json");
+    std::fs::write(&config_path, config).expect("config");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    let output = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(["run", "--json", "--origin", &nginx.url, "--out"])
+        .arg(nginx.dir.path().join("out"))
+        .arg("--config")
+        .arg(&config_path)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("pacer runs");
+    assert!(
+        output.status.success(),
+        "pacer run failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let log = std::fs::read_to_string(nginx.dir.path().join("access.log")).expect("access log");
+    log.lines()
+        .filter(|line| line.contains(" /files/"))
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let at: f64 = fields.next().and_then(|t| t.parse().ok()).expect("msec");
+            let status: u16 = fields.next().and_then(|s| s.parse().ok()).expect("status");
+            (at, status)
+        })
+        .collect()
+}
+
+fn check(requests: &[(f64, u16)], files: usize, rate_per_s: f64) {
+    let rejected = requests.iter().filter(|(_, s)| *s == 429).count();
+    let served: Vec<f64> = requests
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(rejected, 0, "nginx answered 429: {requests:?}");
+    assert_eq!(served.len(), files, "{requests:?}");
+    let span = served[served.len() - 1] - served[0];
+    let achieved = (served.len() - 1) as f64 / span;
+    assert!(
+        achieved >= 0.98 * rate_per_s,
+        "served {achieved:.3}/s of nginx's {rate_per_s}/s"
+    );
+    println!(
+        "nginx {rate_per_s}/s: {} served, 0 x 429, {achieved:.3}/s ({:.1} %)",
+        served.len(),
+        100.0 * achieved / rate_per_s
+    );
+}
+
+#[test]
+fn a_slow_limit_60_a_minute_burst_2_is_met_exactly() {
+    let nginx = start_nginx("60r/m", 2, 20);
+    let requests = run_against(
+        &nginx,
+        r#"{"limiters":[{"name":"origin","tokens_per_hour":3600,"burst":2}]}"#,
+    );
+    check(&requests, 20, 1.0);
+}
+
+#[test]
+fn a_fast_limit_20_a_second_burst_5_is_met_exactly() {
+    let nginx = start_nginx("20r/s", 5, 200);
+    let requests = run_against(
+        &nginx,
+        r#"{"limiters":[{"name":"origin","tokens_per_hour":72000,"burst":5}]}"#,
+    );
+    check(&requests, 200, 20.0);
+}
