@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   ROOT, startServer, launchBrowser, openPage, settled, runAgain, errorText, nativeReport,
-  exportedJson, query, outputDir,
+  exportedJson, query, outputDir, nativeScorecard,
 } from './support.mjs';
 
 // A run with something to see: an outage (503s, backoff, the circuit), an origin limit
@@ -31,12 +31,13 @@ const PARAMS = {
   memory: '0:0.4, 400:0.9, 600:0.5', base_ms: 100, cost: 1, config: CONFIG_A,
 };
 
-// The README's screenshot: a herd after an outage, a slow jittered policy against a fast
-// unjittered one (docs/simulator.png is a copy of what the last test writes).
+// The README's screenshot: the scorecard's herd after a 60 s outage (sim/scenarios/herd.json,
+// with memory pressure), a jittered policy against a fast unjittered one
+// (docs/simulator.png is a copy of what the last test writes).
 const SHOWCASE = {
-  clients: 40, pattern: 'herd', rate_per_client: 0.15, duration_s: 600, seed: 3,
+  clients: 40, pattern: 'herd', rate_per_client: 0.15, duration_s: 1500, seed: 3,
   origin_rate: 8, origin_burst: 10, burst_period_s: 60, outage_start_s: 200, outage_end_s: 260,
-  memory: '0:0.5, 300:0.9, 450:0.6', base_ms: 0, cost: 1,
+  memory: '0:0.5, 300:0.9, 450:0.6', base_ms: 0, cost: 1, latency_ms: 50,
   config: JSON.stringify({ seed: 7, limiters: [{ name: 'origin', tokens_per_hour: 25200, burst: 10 }], jitter: { strategy: 'adaptive', max_ms: 2000 } }),
   compare: '1',
   config_b: JSON.stringify({ seed: 7, limiters: [{ name: 'origin', tokens_per_hour: 36000, burst: 40 }], jitter: { strategy: 'none' } }),
@@ -253,6 +254,35 @@ test('a user module that traps ends its run with the trap\'s message, and the pa
   await page.close();
 });
 
+test('the scorecard runs every baseline on the same arrivals, exactly as pacer simulate --scorecard does', async () => {
+  const page = await openPage(browser, server.url + query(SHOWCASE));
+  assert.equal(await settled(page), 'done', await errorText(page));
+  await page.click('#scorecard-run');
+  await page.waitForFunction(() => document.body.dataset.scorecard === 'done');
+  const rows = await page.evaluate(() => window.pacer.scorecard);
+  const { compare, config_b: _b, ...scenario } = SHOWCASE;
+  void compare;
+  scenario.memory = SHOWCASE.memory.split(',').map((p) => p.split(':').map(Number));
+  const native = nativeScorecard(scenario);
+  assert.deepEqual(rows, native.rows);
+  assert.deepEqual(rows.map((r) => r.strategy), [
+    'pacer', '(a) AWS standard retry', '(b) AWS adaptive', '(c) SRE throttling', '(d) plain token bucket',
+  ]);
+  assert.equal(rows[0].rejected_429, 0, 'pacer: no 429 after the outage');
+  assert.equal(await page.locator('#scorecard tbody tr').count(), 5);
+  assert.equal(await page.textContent('#scorecard tr[data-strategy="pacer"] td[data-key="rejected_429"]'), '0');
+
+  // The same on a dropped-in dist/pacer.wasm, through the browser's WebAssembly.
+  await page.setInputFiles('#module-file', path.join(ROOT, 'dist/pacer.wasm'));
+  await page.waitForFunction(() => document.querySelector('#module-info').textContent.includes('ABI v1'));
+  await page.evaluate(() => { delete document.body.dataset.scorecard; });
+  await page.click('#scorecard-run');
+  await page.waitForFunction(() => document.body.dataset.scorecard === 'done');
+  assert.deepEqual(await page.evaluate(() => window.pacer.scorecard), native.rows);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
 test('CSV export has a row per sample and a screenshot is written for inspection', async () => {
   const page = await openPage(browser, server.url + query(SHOWCASE));
   assert.equal(await settled(page), 'done', await errorText(page));
@@ -261,8 +291,10 @@ test('CSV export has a row per sample and a screenshot is written for inspection
   const header = csv[0].split(',');
   assert.equal(header[0], 't_s');
   assert.ok(header.includes('rejected_429_per_s_a') && header.includes('rejected_429_per_s_b'), header.join());
-  assert.equal(csv.length, 1 + 600);
+  assert.equal(csv.length, 1 + 1500);
   assert.ok(csv.slice(1).every((row) => row.split(',').length === header.length));
+  await page.click('#scorecard-run');
+  await page.waitForFunction(() => document.body.dataset.scorecard === 'done');
   const file = path.join(outputDir(), 'simulator.png');
   await page.screenshot({ path: file, fullPage: true });
   const png = readFileSync(file);

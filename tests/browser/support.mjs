@@ -82,6 +82,15 @@ export function nativeReport(scenario) {
   return JSON.parse(execFileSync(PACER, ['simulate', '--json', '--scenario', file], { encoding: 'utf8' }));
 }
 
+/** `pacer simulate --scorecard --seeds 1 --json` on `scenario`: its one scorecard. */
+export function nativeScorecard(scenario) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pacer-scenario-'));
+  const file = path.join(dir, 'scenario.json');
+  writeFileSync(file, JSON.stringify(scenario));
+  const out = JSON.parse(execFileSync(PACER, ['simulate', '--scorecard', '--seeds', '1', '--json', '--scenario', file], { encoding: 'utf8' }));
+  return out.scenario[0];
+}
+
 /** The page's JSON export (clicks the button, reads the download). */
 export async function exportedJson(page) {
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);

@@ -108,6 +108,23 @@ export class AbiModule {
 
   retryIn(limiter) { return Number(this.exports.pacer_retry_in_ns(limiter)); }
 
+  /** `pacer_features`, less any bit whose optional export the module lacks. */
+  features() {
+    const ex = this.exports;
+    let features = typeof ex.pacer_features === 'function' ? ex.pacer_features() : 0;
+    if (typeof ex.pacer_replace_ns !== 'function') features &= ~1;
+    if (typeof ex.pacer_on_response_sent !== 'function') features &= ~2;
+    return features;
+  }
+
+  replace(limiter, cost, dueInNs) {
+    return Number(this.exports.pacer_replace_ns(limiter, cost, BigInt(dueInNs)));
+  }
+
+  onResponseSent(limiter, status, retryAfterMs, sentAtNs) {
+    return this.exports.pacer_on_response_sent(limiter, status, BigInt(retryAfterMs), BigInt(sentAtNs));
+  }
+
   availableMilli(limiter) { return Number(this.exports.pacer_available_milli(limiter)); }
 
   jitter(baseNs, utilizationPpm) {

@@ -256,6 +256,76 @@ function renderSummary(results, timings) {
   }
 }
 
+// --- the scorecard --------------------------------------------------------------------------
+
+const fixed = (digits) => (n) => (n === null ? '–' : n.toFixed(digits));
+const SCORE_COLUMNS = [
+  ['strategy', 'Strategy', String],
+  ['goodput_per_s', 'Goodput /s', fixed(3)],
+  ['sent_per_success', 'Sent per 2xx', fixed(3)],
+  ['rejected_429', '429s', count],
+  ['failed_5xx', '5xx', count],
+  ['held', 'Held back', count],
+  ['wait_p50_s', 'Wait p50 s', fixed(2)],
+  ['wait_p99_s', 'Wait p99 s', fixed(2)],
+  ['recovery_s', 'Recovery s', fixed(0)],
+  ['fairness', 'Jain', fixed(3)],
+  ['max_sent_1s', 'Most sent in 1 s', count],
+  ['waiting_at_end', 'Waiting at end', count],
+];
+
+/** Runs policy A (core or module) and every baseline on the current scenario. */
+async function runScorecard() {
+  let state;
+  try {
+    state = readForm(form);
+  } catch (e) {
+    showError(messageOf(e));
+    return;
+  }
+  clearError();
+  $('#scorecard-run').disabled = true;
+  try {
+    let module;
+    if (form.elements.engine_a.value === 'module') {
+      if (!uploaded) throw new Error('Policy A is set to run on a module, but none is loaded');
+      module = await AbiModule.load(uploaded.bytes.slice(0), uploaded.name);
+    }
+    const rows = wasm.scorecard(scenarioJson(state, 'a'), module);
+    renderScorecard(rows);
+    window.pacer.scorecard = rows;
+    document.body.dataset.scorecard = 'done';
+  } catch (e) {
+    showError(`Scorecard: ${messageOf(e)}`);
+  } finally {
+    $('#scorecard-run').disabled = false;
+  }
+}
+
+function renderScorecard(rows) {
+  const table = $('#scorecard');
+  table.replaceChildren();
+  table.createCaption().textContent = `Scorecard: policy A and the baselines on the same arrivals `
+    + `(the origin allows ${rows[0].origin_limit_1s} requests in 1 s)`;
+  const head = table.createTHead().insertRow();
+  for (const [, label] of SCORE_COLUMNS) {
+    const th = document.createElement('th');
+    th.textContent = label;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  for (const row of rows) {
+    const tr = body.insertRow();
+    tr.dataset.strategy = row.strategy;
+    for (const [key, , format] of SCORE_COLUMNS) {
+      const cell = tr.insertCell();
+      cell.dataset.key = key;
+      cell.textContent = format(row[key]);
+    }
+  }
+  table.hidden = false;
+}
+
 // --- buttons ------------------------------------------------------------------------------
 
 function wireButtons() {
@@ -284,6 +354,7 @@ function wireButtons() {
   });
   $('#export-csv').addEventListener('click', () => download('pacer-simulation.csv', 'text/csv', toCsv(last.results)));
   $('#export-json').addEventListener('click', () => download('pacer-simulation.json', 'application/json', toJson(last.state, last.results)));
+  $('#scorecard-run').addEventListener('click', runScorecard);
   $('#bench').addEventListener('click', () => {
     try {
       const rate = bench();

@@ -5,7 +5,7 @@
 
 export const NUMBER_FIELDS = [
   'clients', 'rate_per_client', 'duration_s', 'seed', 'origin_rate', 'origin_burst',
-  'burst_period_s', 'outage_start_s', 'outage_end_s', 'base_ms', 'cost',
+  'burst_period_s', 'outage_start_s', 'outage_end_s', 'base_ms', 'cost', 'latency_ms',
 ];
 const WHOLE_FIELDS = new Set(NUMBER_FIELDS.filter((f) => !['rate_per_client', 'origin_rate'].includes(f)));
 

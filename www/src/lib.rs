@@ -59,6 +59,22 @@ impl Simulator {
     }
 }
 
+/// The scorecard of `scenario_json`: pacer (the built-in core, or `module` when given) and
+/// every baseline on the same arrivals; one plain object per strategy, pacer first.
+#[wasm_bindgen]
+pub fn scorecard(scenario_json: &str, module: Option<AbiModule>) -> Result<js_sys::Array, JsError> {
+    let scenario = Scenario::from_json(scenario_json).map_err(|e| JsError::new(&e.to_string()))?;
+    let mut engine: Box<dyn Engine> = match module {
+        Some(module) => Box::new(user_module::JsEngine::new(module)),
+        None => Box::new(CoreEngine::new()),
+    };
+    engine
+        .configure(&scenario.config, pacer_sim::run::entropy_for(scenario.seed))
+        .map_err(|e| JsError::new(&format!("config: {e}")))?;
+    let card = pacer_sim::scorecard_with(&scenario, engine).map_err(|e| JsError::new(&e))?;
+    Ok(card.rows.iter().map(report::scores_to_js).collect())
+}
+
 /// The default scenario: the page's starting values.
 #[wasm_bindgen(js_name = defaultScenario)]
 pub fn default_scenario() -> js_sys::Object {

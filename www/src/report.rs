@@ -100,6 +100,27 @@ pub fn to_js(report: &Report) -> Object {
     object
 }
 
+/// One strategy's scores as a plain object (`None` becomes `null`).
+pub fn scores_to_js(s: &pacer_sim::Scores) -> JsValue {
+    let object = Object::new();
+    let optional = |v: Option<f64>| v.map_or(JsValue::NULL, JsValue::from_f64);
+    set(&object, "strategy", s.strategy.as_str());
+    set(&object, "goodput_per_s", s.goodput_per_s);
+    set(&object, "sent_per_success", optional(s.sent_per_success));
+    set(&object, "sent", s.sent as f64);
+    set(&object, "rejected_429", s.rejected_429 as f64);
+    set(&object, "failed_5xx", s.failed_5xx as f64);
+    set(&object, "held", s.held as f64);
+    set(&object, "wait_p50_s", s.wait_p50_s);
+    set(&object, "wait_p99_s", s.wait_p99_s);
+    set(&object, "recovery_s", optional(s.recovery_s));
+    set(&object, "fairness", s.fairness);
+    set(&object, "max_sent_1s", s.max_sent_1s as f64);
+    set(&object, "origin_limit_1s", s.origin_limit_1s);
+    set(&object, "waiting_at_end", s.waiting_at_end as f64);
+    object.into()
+}
+
 /// A scenario's fields as a plain object (the page's starting values).
 pub fn scenario_to_js(s: &pacer_sim::Scenario) -> Object {
     let object = Object::new();
@@ -122,5 +143,6 @@ pub fn scenario_to_js(s: &pacer_sim::Scenario) -> Object {
     set(&object, "memory", memory);
     set(&object, "base_ms", s.base_ms);
     set(&object, "cost", s.cost);
+    set(&object, "latency_ms", s.latency_ms);
     object
 }

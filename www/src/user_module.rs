@@ -24,6 +24,18 @@ extern "C" {
         status: i32,
         retry_after_ms: f64,
     ) -> Result<i32, JsValue>;
+    #[wasm_bindgen(method)]
+    fn features(this: &AbiModule) -> i32;
+    #[wasm_bindgen(method, catch)]
+    fn replace(this: &AbiModule, limiter: i32, cost: i32, due_in_ns: f64) -> Result<f64, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = onResponseSent)]
+    fn on_response_sent(
+        this: &AbiModule,
+        limiter: i32,
+        status: i32,
+        retry_after_ms: f64,
+        sent_at_ns: f64,
+    ) -> Result<i32, JsValue>;
     #[wasm_bindgen(method, catch, js_name = retryIn)]
     fn retry_in(this: &AbiModule, limiter: i32) -> Result<f64, JsValue>;
     #[wasm_bindgen(method, catch, js_name = availableMilli)]
@@ -112,6 +124,28 @@ impl Engine for JsEngine {
         let result = self
             .module
             .on_response(limiter, status, retry_after_ms as f64)
+            .map(f64::from);
+        self.answer(result).clamp(i64::from(i32::MIN), 0) as i32
+    }
+    fn features(&mut self) -> i32 {
+        self.module.features()
+    }
+    fn replace_ns(&mut self, limiter: i32, cost: i32, due_in_ns: i64) -> i64 {
+        self.sync();
+        let result = self.module.replace(limiter, cost, due_in_ns as f64);
+        self.answer(result)
+    }
+    fn on_response_sent(
+        &mut self,
+        limiter: i32,
+        status: i32,
+        retry_after_ms: i64,
+        sent_at_ns: i64,
+    ) -> i32 {
+        self.sync();
+        let result = self
+            .module
+            .on_response_sent(limiter, status, retry_after_ms as f64, sent_at_ns as f64)
             .map(f64::from);
         self.answer(result).clamp(i64::from(i32::MIN), 0) as i32
     }
