@@ -171,6 +171,22 @@ fn policy_calls(c: &mut Criterion) {
             black_box(policy.next_delay(clock.now(), memory, 0, 1, black_box(0)))
         })
     });
+    // Burst 1: every reservation uses the whole bucket, so adaptive jitter draws a random
+    // spread (up to one interval) on every call, as the governor side draws its jitter.
+    group.bench_function("pacer_drawing_jitter", |b| {
+        let clock = FakeClock::new(0);
+        let rate = f64::from(PER_SECOND) * 3600.0;
+        let mut limiter = LimiterConfig::new("bench", rate);
+        limiter.burst = Some(1);
+        let mut config = Config::new(vec![limiter]);
+        config.seed = Some(1);
+        let mut policy = Policy::new(config).expect("valid config");
+        let memory = MemoryReading::new(1 << 30, 4 << 30);
+        b.iter(|| {
+            clock.advance(INTERVAL_NS);
+            black_box(policy.next_delay(clock.now(), memory, 0, 1, black_box(0)))
+        })
+    });
     group.bench_function("governor_check_wait_jitter", |b| {
         let clock = FakeRelativeClock::default();
         let limiter = RateLimiter::direct_with_clock(governor_quota(), clock.clone());

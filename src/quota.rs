@@ -54,6 +54,8 @@ pub struct Quota {
     burst: u32,
     initial: f64,
     interval: Ticks,
+    /// `interval` in whole ns, rounded up (the adaptive jitter's cap in `next_delay`).
+    interval_ns: u64,
     capacity: Ticks,
     initial_debt: Ticks,
     /// Utilization in ppm is `(in_use >> ppm_shift) as f64 * ppm_per_unit`: one multiply
@@ -115,6 +117,7 @@ impl Quota {
             burst,
             initial,
             interval,
+            interval_ns: ceil_ns(interval),
             capacity,
             initial_debt: capacity - initial_credit.min(capacity),
             ppm_shift,
@@ -139,7 +142,7 @@ impl Quota {
 
     /// Nanoseconds between two tokens, rounded up to a whole nanosecond.
     pub fn interval_ns(&self) -> u64 {
-        ceil_ns(self.interval)
+        self.interval_ns
     }
 
     /// Rejects a cost of 0 (bad argument) and one above burst (never admissible).
