@@ -101,37 +101,6 @@ impl Limiter {
     #[inline]
     pub(crate) fn reserve_at(&mut self, now: Nanos, at: Nanos, cost: u32) -> Nanos {
         let (tat, ceiling) = self.advance(at, cost);
-        self.commit(now, at, tat, ceiling)
-    }
-
-    /// Reserves `cost` tokens for `next_delay`: placed at the pause's end (or `now`) plus
-    /// `extra(utilization_ppm)`, where the utilization is the share of burst in use at `now`
-    /// once the tokens are reserved without the extra delay. Returns the ns until it matures.
-    #[inline]
-    pub(crate) fn reserve_with_extra(
-        &mut self,
-        now: Nanos,
-        cost: u32,
-        extra: impl FnOnce(&Self, Ticks) -> Nanos,
-    ) -> Nanos {
-        let placed = self.placement(now);
-        let (tat, ceiling) = self.advance(placed, cost);
-        let delay = extra(self, tat);
-        if delay == 0 {
-            return self.commit(now, placed, tat, ceiling);
-        }
-        self.reserve_at(now, placed.saturating_add(delay), cost)
-    }
-
-    /// The share of the burst (ppm) that a bucket time of `tat` leaves in use at `now`.
-    #[inline]
-    pub(crate) fn utilization_at(&self, now: Nanos, tat: Ticks) -> u32 {
-        let in_use = (tat - ticks(now).min(tat)).min(self.quota.capacity());
-        self.quota.share_ppm(in_use)
-    }
-
-    #[inline]
-    fn commit(&mut self, now: Nanos, at: Nanos, tat: Ticks, ceiling: Ticks) -> Nanos {
         self.tat = tat.min(MAX_TAT);
         let bucket_wait = if tat > ceiling {
             ceil_ns(tat - ceiling)
@@ -139,6 +108,15 @@ impl Limiter {
             0
         };
         (at - now).saturating_add(bucket_wait)
+    }
+
+    /// The share of the burst in use at `now` (ppm) once `cost` tokens are reserved as
+    /// [`Limiter::reserve`] would: a pause in force counts as use.
+    #[inline]
+    pub(crate) fn utilization_if_reserved(&self, now: Nanos, cost: u32) -> u32 {
+        let (tat, _) = self.advance(self.placement(now), cost);
+        let in_use = (tat - ticks(now).min(tat)).min(self.quota.capacity());
+        self.quota.share_ppm(in_use)
     }
 
     /// Tokens available now × 1000, floored; negative while in debt.

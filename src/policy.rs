@@ -6,7 +6,7 @@ use crate::backoff::{BackoffSettings, Breaker, Circuit, Outcome, Sent};
 use crate::clock::{HighWater, Nanos};
 use crate::config::Config;
 use crate::error::Error;
-use crate::jitter::{Jitter, Strategy};
+use crate::jitter::Jitter;
 use crate::limiter::{Decision, Limiter};
 use crate::pressure::{Level, MemoryReading, Pressure};
 use crate::quota::Quota;
@@ -294,6 +294,7 @@ impl Policy {
             let retry_in = slot.breaker.retry_in(now, backoff);
             return Ok(Schedule::CircuitOpen { retry_in });
         }
+        let interval_ns = slot.quota.interval_ns();
         let Slot {
             bucket,
             breaker,
@@ -301,27 +302,18 @@ impl Policy {
             quota,
         } = slot;
         let bucket = bucket.get_or_insert_with(|| Limiter::new(*quota, now));
+        let utilization = bucket.utilization_if_reserved(now, cost);
+        let spread = jitter.draw(rng, base_ns, utilization, interval_ns, jitter_previous);
         let pressure_delay = if level == Level::High {
             *high_delay_ns
         } else {
             0
         };
-        let delay = bucket.reserve_with_extra(now, cost, |bucket, tat| {
-            // Only the adaptive strategy reads the utilization.
-            let utilization = if jitter.strategy() == Strategy::Adaptive {
-                bucket.utilization_at(now, tat)
-            } else {
-                0
-            };
-            let spread = jitter.draw(
-                rng,
-                base_ns,
-                utilization,
-                quota.interval_ns(),
-                jitter_previous,
-            );
-            spread.saturating_add(pressure_delay)
-        });
+        let at = bucket
+            .placement(now)
+            .saturating_add(spread)
+            .saturating_add(pressure_delay);
+        let delay = bucket.reserve_at(now, at, cost);
         if breaker.would_probe() {
             breaker.probe_started(now.saturating_add(delay), backoff);
         }

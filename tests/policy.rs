@@ -297,3 +297,28 @@ proptest! {
         prop_assert_eq!(actual, expected);
     }
 }
+
+/// Found by the property test above: the open circuit's hold was re-applied by a response
+/// after its open period had passed, and a snapshot (which keeps past times as 0) re-based it
+/// 1 ms later, so the restored policy decided differently.
+#[test]
+fn a_snapshot_taken_just_after_the_circuit_reopens_decides_as_the_original() {
+    let mut config = config(11);
+    config.backoff.failure_threshold = 2;
+    let before = [
+        Op::Respond(1, 429, None),
+        Op::Advance(860_000_000),
+        Op::Respond(1, 429, None),
+        Op::Advance(30_001_000_000),
+    ];
+    let after = [Op::Respond(1, 404, None), Op::TryAcquire(1, 2)];
+    let mut exporter = Policy::new(config.clone()).expect("valid");
+    let (_, export_at) = run(&mut exporter, T0, &before);
+    let snapshot = exporter.export_state(export_at);
+    config.seed = Some(12);
+    let mut importer = Policy::new(config).expect("valid");
+    importer.import_state(0, &snapshot).expect("valid snapshot");
+    let (expected, _) = run(&mut exporter, export_at, &after);
+    let (actual, _) = run(&mut importer, 0, &after);
+    assert_eq!(actual, expected);
+}

@@ -53,7 +53,6 @@ fn cards(scenario: &Scenario) -> Vec<Scorecard> {
 fn column(
     name: &str,
     what: &str,
-    pacer: &Scores,
     baseline: &Scores,
     pacer_wins: bool,
     detail: String,
@@ -106,7 +105,6 @@ fn pacer_matches_the_best_goodput_with_fewer_sends_and_no_more_429s() {
                     column(
                         name,
                         "sent per success",
-                        pacer,
                         baseline,
                         fewer_sends,
                         format!(
@@ -117,7 +115,6 @@ fn pacer_matches_the_best_goodput_with_fewer_sends_and_no_more_429s() {
                     column(
                         name,
                         "429s",
-                        pacer,
                         baseline,
                         pacer.rejected_429 <= baseline.rejected_429,
                         format!("{} vs {}", pacer.rejected_429, baseline.rejected_429),
