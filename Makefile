@@ -112,6 +112,8 @@ wasm-check: setup
 
 unit-tests: wasm nginx
 	$(CARGO) test --workspace --locked
+	@# The bucket rule's property test: as many random sequences as fit in 60 s, with the count.
+	$(CARGO) test -p pacer --test bucket_rule --locked -- --ignored --nocapture
 
 ## node-tests: the shared vectors and hostile inputs on Node's own WebAssembly engine
 node-tests: wasm

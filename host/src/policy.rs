@@ -165,6 +165,11 @@ impl Policy {
             |e| &e.next_delay,
             (arg(limiter), arg(cost), base_ns),
         )?;
+        self.schedule(limiter, delay)
+    }
+
+    /// A `next_delay`-style answer: the delay, or `-7` and then how long the circuit refuses.
+    fn schedule(&mut self, limiter: u32, delay: i64) -> Result<Schedule, HostError> {
         if delay == CIRCUIT_OPEN {
             let retry_in = self.retry_in(limiter)?;
             return Ok(Schedule::CircuitOpen { retry_in });
@@ -239,13 +244,7 @@ impl Policy {
             |e| e.replace.as_ref().expect("bound: checked above"),
             (arg(limiter), arg(cost), due_in),
         )?;
-        if delay == CIRCUIT_OPEN {
-            let retry_in = self.retry_in(limiter)?;
-            return Ok(Schedule::CircuitOpen { retry_in });
-        }
-        Ok(Schedule::Act {
-            delay: self.check(delay)?,
-        })
+        self.schedule(limiter, delay)
     }
 
     /// Tokens available now × 1000 (negative while in debt).

@@ -163,14 +163,19 @@ async function simulate(state, side, done, total) {
   }
 }
 
-async function run() {
-  let state;
+/** The form's parameters, or `null` after showing what is wrong with them. */
+function formState() {
   try {
-    state = readForm(form);
+    return readForm(form);
   } catch (e) {
     showError(messageOf(e));
-    return;
+    return null;
   }
+}
+
+async function run() {
+  const state = formState();
+  if (!state) return;
   history.replaceState(null, '', `?${queryFromState(state)}`);
   clearError();
   document.body.dataset.status = 'running';
@@ -276,13 +281,8 @@ const SCORE_COLUMNS = [
 
 /** Runs policy A (core or module) and every baseline on the current scenario. */
 async function runScorecard() {
-  let state;
-  try {
-    state = readForm(form);
-  } catch (e) {
-    showError(messageOf(e));
-    return;
-  }
+  const state = formState();
+  if (!state) return;
   clearError();
   $('#scorecard-run').disabled = true;
   try {
