@@ -124,6 +124,9 @@ impl Thresholds {
 pub struct Pressure {
     thresholds: Thresholds,
     level: Level,
+    /// The reading that set `level`: observing the same reading again changes nothing (the
+    /// update is idempotent), so it is answered without the arithmetic.
+    last_reading: Option<MemoryReading>,
 }
 
 impl Pressure {
@@ -132,13 +135,23 @@ impl Pressure {
         Pressure {
             thresholds,
             level: Level::Low,
+            last_reading: None,
         }
     }
 
     /// Updates the level from a reading and returns it. The level rises as soon as the ratio
     /// reaches a threshold and falls, as far as warranted, only once the ratio is below a
     /// level's threshold minus the hysteresis. An unknown reading resets it to Low.
+    #[inline]
     pub fn observe(&mut self, reading: MemoryReading) -> Level {
+        if self.last_reading == Some(reading) {
+            return self.level;
+        }
+        self.observe_new(reading)
+    }
+
+    fn observe_new(&mut self, reading: MemoryReading) -> Level {
+        self.last_reading = Some(reading);
         self.level = match reading.ratio() {
             None => Level::Low,
             Some(ratio) => {
@@ -176,5 +189,6 @@ impl Pressure {
 
     pub(crate) fn set_level(&mut self, level: Level) {
         self.level = level;
+        self.last_reading = None;
     }
 }
