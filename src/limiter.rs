@@ -115,8 +115,7 @@ impl Limiter {
     #[inline]
     pub(crate) fn utilization_if_reserved(&self, now: Nanos, cost: u32) -> u32 {
         let (tat, _) = self.advance(self.placement(now), cost);
-        let in_use = (tat - ticks(now).min(tat)).min(self.quota.capacity());
-        self.quota.share_ppm(in_use)
+        self.share_in_use(now, tat)
     }
 
     /// Tokens available now × 1000, floored; negative while in debt.
@@ -142,10 +141,13 @@ impl Limiter {
     /// Share of the burst in use, in parts per million (0 = full bucket, 1e6 = empty or in debt).
     #[inline]
     pub fn utilization_ppm(&self, now: Nanos) -> u32 {
-        let in_use = self
-            .tat
-            .saturating_sub(ticks(now))
-            .min(self.quota.capacity());
+        self.share_in_use(now, self.tat)
+    }
+
+    /// The share of the burst (ppm) in use at `now` when the bucket's time is `tat`.
+    #[inline]
+    fn share_in_use(&self, now: Nanos, tat: Ticks) -> u32 {
+        let in_use = tat.saturating_sub(ticks(now)).min(self.quota.capacity());
         self.quota.share_ppm(in_use)
     }
 

@@ -187,6 +187,20 @@ struct Ledger {
     held: Vec<(u64, u32)>,
 }
 
+impl Ledger {
+    /// Records a FIFO reservation maturing at `due`; an error if it overtakes an earlier one.
+    fn in_order(&mut self, due: u64, what: &str) -> Result<(), String> {
+        if due < self.fifo {
+            return Err(format!(
+                "{what} matures at {due}, before an earlier one at {}",
+                self.fifo
+            ));
+        }
+        self.fifo = due;
+        Ok(())
+    }
+}
+
 fn config(case: &Case, limiters: &[LimiterSpec], strategy: JitterStrategy, max_ms: u64) -> Config {
     let limiters = limiters
         .iter()
@@ -243,13 +257,7 @@ fn check(case: &Case) -> Result<(), String> {
                     .map_err(|e| at(&e.to_string()))?;
                 let ledger = &mut ledgers[limiter];
                 let due = now.saturating_add(wait);
-                if due < ledger.fifo {
-                    return Err(at(&format!(
-                        "reserve matures at {due}, before an earlier one at {}",
-                        ledger.fifo
-                    )));
-                }
-                ledger.fifo = due;
+                ledger.in_order(due, "reserve").map_err(|e| at(&e))?;
                 ledger.grants.push((due, cost));
                 ledger.held.push((due, cost));
             }
@@ -267,12 +275,9 @@ fn check(case: &Case) -> Result<(), String> {
                     let due = now.saturating_add(delay);
                     let no_extra = !extra_possible && base_ns == 0;
                     if no_extra {
-                        if due < ledger.fifo {
-                            return Err(at(
-                                "next_delay without extra delay overtook a reservation",
-                            ));
-                        }
-                        ledger.fifo = due;
+                        ledger
+                            .in_order(due, "next_delay without extra delay")
+                            .map_err(|e| at(&e))?;
                     }
                     ledger.grants.push((due, cost));
                     ledger.held.push((due, cost));
@@ -316,10 +321,9 @@ fn check(case: &Case) -> Result<(), String> {
                     let new_due = now.saturating_add(delay);
                     if delay != due_in {
                         // A new reservation, made as reserve makes it: FIFO, and a grant.
-                        if new_due < ledger.fifo {
-                            return Err(at("a re-placed slot overtook a reservation"));
-                        }
-                        ledger.fifo = new_due;
+                        ledger
+                            .in_order(new_due, "a re-placed slot")
+                            .map_err(|e| at(&e))?;
                         ledger.grants.push((new_due, cost));
                     }
                     ledger.held.push((new_due, cost));
