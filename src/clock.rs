@@ -35,12 +35,14 @@ impl FakeClock {
     }
 
     /// Moves the clock forward by `delta` nanoseconds (saturating); concurrent advances add up.
+    #[inline]
     pub fn advance(&self, delta: Nanos) {
-        let step = |now: Nanos| Some(now.saturating_add(delta));
-        // The closure always returns Some, so the update cannot fail.
-        let _ = self
-            .now
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step);
+        // One atomic add, as cheap as governor's fake clock; an advance past the end of time
+        // pins the clock there.
+        let before = self.now.fetch_add(delta, Ordering::Relaxed);
+        if before.checked_add(delta).is_none() {
+            self.now.store(Nanos::MAX, Ordering::Relaxed);
+        }
     }
 
     /// Sets the clock to `now`; tests may also move it backwards.
@@ -50,6 +52,7 @@ impl FakeClock {
 }
 
 impl Clock for FakeClock {
+    #[inline]
     fn now(&self) -> Nanos {
         self.now.load(Ordering::Relaxed)
     }

@@ -65,20 +65,20 @@ impl Limiter {
     #[inline]
     pub fn try_acquire(&mut self, now: Nanos, cost: u32) -> Result<Decision, Error> {
         self.quota.check_cost(cost)?;
-        let (tat, ceiling) = self.advance(now, cost);
-        if tat <= ceiling && self.paused_until <= now {
-            self.tat = tat;
-            return Ok(Decision::Admit);
+        let (owed, ceiling) = self.owed(now, cost);
+        if owed > ceiling || self.paused_until > now {
+            return Ok(Decision::Wait(self.wait(now, owed, ceiling)));
         }
-        Ok(Decision::Wait(self.wait(now, tat, ceiling)))
+        self.tat = self.start(ticks(now)) + times(self.quota.interval(), cost);
+        Ok(Decision::Admit)
     }
 
     /// The exact wait until `cost` tokens could be taken, without taking them.
     #[inline]
     pub fn wait_time(&self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
         self.quota.check_cost(cost)?;
-        let (tat, ceiling) = self.advance(now, cost);
-        Ok(self.wait(now, tat, ceiling))
+        let (owed, ceiling) = self.owed(now, cost);
+        Ok(self.wait(now, owed, ceiling))
     }
 
     /// Takes `cost` tokens, going into debt if needed, and returns the ns to wait before
@@ -181,15 +181,33 @@ impl Limiter {
     fn advance(&self, now: Nanos, cost: u32) -> (Ticks, Ticks) {
         // No overflow: tat <= MAX_TAT < 2^125, now < 2^96, cost x interval < 2^120.
         let now_ticks = ticks(now);
-        let start = if now_ticks < self.tat + TICKS_PER_NS {
+        (
+            self.start(now_ticks) + times(self.quota.interval(), cost),
+            now_ticks + self.quota.capacity(),
+        )
+    }
+
+    /// `tat` plus `cost` tokens, and the highest `tat` admissible at `now`. The tokens are
+    /// admissible exactly when the first is at most the second: a bucket whose time is behind
+    /// `now` is full, and `cost <= burst`. Where they are not, the first is where taking them
+    /// would put `tat` (as [`Limiter::advance`] says), so the wait follows from it alone.
+    #[inline]
+    fn owed(&self, now: Nanos, cost: u32) -> (Ticks, Ticks) {
+        (
+            self.tat + times(self.quota.interval(), cost),
+            ticks(now) + self.quota.capacity(),
+        )
+    }
+
+    /// Where a call at `now_ticks` starts taking tokens: at `tat`, or at `now` once `tat` has
+    /// passed (a caller less than 1 ns after `tat` counts as on time).
+    #[inline]
+    fn start(&self, now_ticks: Ticks) -> Ticks {
+        if now_ticks < self.tat + TICKS_PER_NS {
             self.tat
         } else {
             now_ticks
-        };
-        (
-            start + times(self.quota.interval(), cost),
-            now_ticks + self.quota.capacity(),
-        )
+        }
     }
 
     /// Whole ns until a bucket at `tat` is admissible and any pause is over (0 if both are).

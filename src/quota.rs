@@ -58,10 +58,10 @@ pub struct Quota {
     interval_ns: u64,
     capacity: Ticks,
     initial_debt: Ticks,
-    /// Utilization in ppm is `(in_use >> ppm_shift) as f64 * ppm_per_unit`: one multiply
-    /// instead of a division on every `next_delay`.
+    /// Utilization in ppm is `((in_use >> ppm_shift) * ppm_per_unit) >> 64`: one integer
+    /// multiply instead of a division on every `next_delay`.
     ppm_shift: u32,
-    ppm_per_unit: f64,
+    ppm_per_unit: u64,
 }
 
 impl Quota {
@@ -121,7 +121,7 @@ impl Quota {
             capacity,
             initial_debt: capacity - initial_credit.min(capacity),
             ppm_shift,
-            ppm_per_unit: 1e6 / (capacity >> ppm_shift) as f64,
+            ppm_per_unit: ppm_per_unit(capacity >> ppm_shift),
         })
     }
 
@@ -165,11 +165,13 @@ impl Quota {
         self.interval
     }
 
-    /// Parts per million of the capacity that `in_use` ticks (at most the capacity) are.
+    /// Parts per million of the capacity that `in_use` ticks (at most the capacity) are,
+    /// rounded down, or up when within 2^-12 ppm below a whole ppm.
     #[inline]
     pub(crate) fn share_ppm(&self, in_use: Ticks) -> u32 {
-        // Both sides are below 2^52 after the shift, so they convert to f64 exactly.
-        let ppm = (in_use >> self.ppm_shift) as u64 as f64 * self.ppm_per_unit;
+        // in_use >> ppm_shift < 2^52 and ppm_per_unit <= 1e6 * 2^32, so the product fits.
+        let scaled = (in_use >> self.ppm_shift) as u64;
+        let ppm = (u128::from(scaled) * u128::from(self.ppm_per_unit)) >> 64;
         (ppm as u32).min(1_000_000)
     }
 
@@ -181,6 +183,13 @@ impl Quota {
     pub(crate) fn initial_debt(&self) -> Ticks {
         self.initial_debt
     }
+}
+
+/// `ceil(1e6 * 2^64 / capacity)` for a shifted capacity from 2^32 (one 1 ns interval) to
+/// 2^52: below 2^52, so a share computed with it is exact for whole ppm and never short.
+fn ppm_per_unit(capacity: Ticks) -> u64 {
+    let per_unit = (1_000_000u128 << 64).div_ceil(capacity);
+    u64::try_from(per_unit).unwrap_or(u64::MAX)
 }
 
 /// One minute's worth of tokens, at least 1 and at most [`MAX_BURST`].

@@ -288,3 +288,43 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The share of the burst in use is the exact share to within 1 ppm, and exact at empty
+    /// and full, from one token a year to one per ns and bursts up to 2^31 - 1.
+    #[test]
+    fn utilization_is_the_share_in_use_to_within_one_ppm(
+        exp in -4.0f64..12.56,
+        burst in prop_oneof![1u32..100, 1u32..=i32::MAX as u32],
+        taken in prop_oneof![Just(1.0), 0.0f64..=1.0],
+    ) {
+        let tokens_per_hour = 10f64.powf(exp).clamp(0.0001, 3.6e12);
+        let quota = quota(tokens_per_hour, burst).with_initial(1.0).expect("valid");
+        let mut limiter = Limiter::new(quota, 0);
+        prop_assert_eq!(limiter.utilization_ppm(0), 0);
+        let taken = ((taken * f64::from(burst)) as u32).min(burst);
+        if taken > 0 {
+            prop_assert_eq!(limiter.try_acquire(0, taken), Ok(Decision::Admit));
+        }
+        let exact = u64::from(taken) * 1_000_000 / u64::from(burst);
+        let ppm = u64::from(limiter.utilization_ppm(0));
+        prop_assert!(ppm.abs_diff(exact) <= 1, "{ppm} ppm for {taken} of {burst} ({exact})");
+        if taken == burst {
+            prop_assert_eq!(ppm, 1_000_000);
+        }
+    }
+}
+
+#[test]
+fn the_fake_clock_adds_advances_and_stops_at_the_end_of_time() {
+    let clock = FakeClock::new(5);
+    clock.advance(10);
+    clock.advance(0);
+    assert_eq!(clock.now(), 15);
+    clock.advance(u64::MAX - 20);
+    assert_eq!(clock.now(), u64::MAX - 5);
+    clock.advance(10);
+    assert_eq!(clock.now(), u64::MAX);
+    clock.advance(1);
+    assert_eq!(clock.now(), u64::MAX);
+}
