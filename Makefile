@@ -18,11 +18,11 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 ## run: the main job: download the embedded origin's catalogue, paced by the wasm policy
 ## (about a minute; files land in ./pacer-downloads, and a second run skips them)
 run: wasm
-	$(CARGO) run --quiet --release --locked -p pacer-host -- run
+	$(CARGO) run --quiet --release --locked -p pacer-cli -- run
 
 ## serve: the browser simulator at http://127.0.0.1:8000/ (pacer serve)
 serve: www
-	$(CARGO) run --quiet --release --locked -p pacer-host -- serve
+	$(CARGO) run --quiet --release --locked -p pacer-cli -- serve
 
 ## schedule: the core alone: a paced schedule on a virtual clock
 schedule:
@@ -82,7 +82,7 @@ wasm-bindgen-cli:
 	@[ "$$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" ] || \
 		$(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 
-## nginx: Debian's, the real origin nobody here wrote (host/tests/nginx.rs starts its own on a
+## nginx: Debian's, the real origin nobody here wrote (cli/tests/nginx.rs starts its own on a
 ## free port; the package's own service is not used)
 nginx:
 	@[ -x /usr/sbin/nginx ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light; }

@@ -1,5 +1,7 @@
-//! pacer-host: runs pacer policy modules (ABI v1) sandboxed in wasmtime, with the real clock,
-//! real memory readings (cgroup v2, cgroup v1, /proc/meminfo) and OS entropy behind the imports.
+//! pacer-host: the library an embedder adds to run pacer policy modules (ABI v1, `ABI.md`)
+//! sandboxed in wasmtime, with the real clock, real memory readings (cgroup v2, cgroup v1,
+//! /proc/meminfo) and OS entropy behind the imports, and a capped buffer pool. It has no HTTP
+//! server or client and no CLI: those live in `pacer-cli`.
 //!
 //! ```no_run
 //! use pacer_host::{Policy, Runtime, SandboxOptions, SystemEnvironment};
@@ -24,16 +26,10 @@ pub struct ReadmeDoctests;
 
 mod environment;
 mod error;
-mod loopback;
 pub mod memory;
-pub mod origin;
-pub mod pipeline;
 mod policy;
 pub mod pool;
-pub mod retry_after;
 mod sandbox;
-pub mod site;
-pub mod state_file;
 
 pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironment};
 pub use error::HostError;

@@ -6,7 +6,6 @@
 //! `Retry-After` (whole seconds, rounded up). Faults can be switched on: 503s, connections
 //! reset mid-body, slow bodies.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -19,9 +18,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use pacer::{Decision, KeyedLimiter, Quota};
-use serde_json::json;
+
 use sha2::{Digest, Sha256};
 
+use crate::catalogue;
 use crate::loopback::LoopbackServer;
 
 /// How the origin behaves.
@@ -76,12 +76,10 @@ pub struct OriginStats {
     pub served: AtomicU64,
 }
 
-/// One catalogue entry.
+/// One file served: its catalogue entry and the index that seeds its bytes.
 #[derive(Debug, Clone)]
 struct Entry {
-    name: String,
-    size: u64,
-    sha256: String,
+    listed: catalogue::Entry,
     index: u64,
 }
 
@@ -119,9 +117,11 @@ impl Origin {
                     hasher.update(chunk)
                 });
                 Entry {
-                    name: format!("item-{index:04}.bin"),
-                    size: options.file_size_bytes,
-                    sha256: format!("{:x}", hasher.finalize()),
+                    listed: catalogue::Entry {
+                        name: format!("item-{index:04}.bin"),
+                        size: options.file_size_bytes,
+                        sha256: format!("{:x}", hasher.finalize()),
+                    },
                     index,
                 }
             })
@@ -155,12 +155,8 @@ impl Origin {
 }
 
 async fn index(State(shared): State<Arc<Shared>>) -> Response {
-    let files: Vec<_> = shared
-        .entries
-        .iter()
-        .map(|e| json!({ "name": e.name, "size": e.size, "sha256": e.sha256 }))
-        .collect();
-    axum::Json(json!({ "files": files })).into_response()
+    let listed: Vec<_> = shared.entries.iter().map(|e| e.listed.clone()).collect();
+    axum::Json(catalogue::to_json(&listed)).into_response()
 }
 
 async fn file(
@@ -171,7 +167,12 @@ async fn file(
 ) -> Response {
     let stats = &shared.stats;
     stats.requests.fetch_add(1, Relaxed);
-    let Some(entry) = shared.entries.iter().find(|e| e.name == name).cloned() else {
+    let Some(entry) = shared
+        .entries
+        .iter()
+        .find(|e| e.listed.name == name)
+        .cloned()
+    else {
         return (StatusCode::NOT_FOUND, format!("no file {name}\n")).into_response();
     };
     let client = headers
@@ -214,7 +215,7 @@ async fn file(
         stats.errors.fetch_add(1, Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "injected fault\n").into_response();
     }
-    let cut_at = reset.then_some(entry.size / 2);
+    let cut_at = reset.then_some(entry.listed.size / 2);
     if reset {
         stats.resets.fetch_add(1, Relaxed);
     } else {
@@ -240,7 +241,7 @@ fn body_stream(
     cut_at: Option<u64>,
     bytes_per_second: Option<u64>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    let size = entry.size;
+    let size = entry.listed.size;
     futures_util::stream::unfold(0u64, move |sent| async move {
         if sent >= size {
             return None;
@@ -301,48 +302,4 @@ fn chance(state: &mut u64, p: f64) -> bool {
     }
     *state = splitmix(*state);
     ((*state >> 11) as f64 / (1u64 << 53) as f64) < p
-}
-
-/// Parses an origin index (`{"files":[{"name","size","sha256"}]}`) — the format `--origin`
-/// servers must provide; names must be plain file names.
-pub fn parse_index(json: &str) -> Result<Vec<(String, u64, String)>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("index is not JSON: {e}"))?;
-    let files = value
-        .get("files")
-        .and_then(|f| f.as_array())
-        .ok_or("index: expected an object with a \"files\" array")?;
-    let mut seen = HashMap::new();
-    files
-        .iter()
-        .enumerate()
-        .map(|(i, file)| {
-            let name = file
-                .get("name")
-                .and_then(|n| n.as_str())
-                .ok_or(format!("files[{i}].name: missing or not a string"))?;
-            let plain =
-                !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']);
-            if !plain {
-                return Err(format!(
-                    "files[{i}].name: {name:?} is not a plain file name"
-                ));
-            }
-            if let Some(j) = seen.insert(name.to_string(), i) {
-                return Err(format!("files[{i}].name: {name:?} repeats files[{j}]"));
-            }
-            let size = file
-                .get("size")
-                .and_then(|s| s.as_u64())
-                .ok_or(format!("files[{i}].size: missing or not a whole number"))?;
-            let sha256 = file
-                .get("sha256")
-                .and_then(|s| s.as_str())
-                .ok_or(format!("files[{i}].sha256: missing"))?;
-            if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("files[{i}].sha256: not 64 hex digits"));
-            }
-            Ok((name.to_string(), size, sha256.to_ascii_lowercase()))
-        })
-        .collect()
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 
-use pacer_host::site::{Site, content_type, resolve};
+use pacer_cli::site::{Site, content_type, resolve};
 
 /// A raw HTTP/1.1 GET, so paths reach the server exactly as written (no client normalising).
 fn get(url: &str, path: &str) -> (u16, String, Vec<u8>) {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pacer_host::site::Site;
+use pacer_cli::site::Site;
 use pacer_sim::{CoreEngine, Scenario, Simulation};
 
 /// The page's directory in this checkout (`make www` fills its `pkg/` and `vendor/`).

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use pacer_host::origin::{Origin, OriginOptions};
-use pacer_host::pipeline::{self, PipelineOptions, Progress, Summary};
-use pacer_host::state_file;
+use pacer_cli::origin::{Origin, OriginOptions};
+use pacer_cli::pipeline::{self, PipelineOptions, Progress, Summary};
+use pacer_cli::state_file;
 use pacer_host::{BufferPool, Environment, Policy, Runtime, SandboxOptions, SystemEnvironment};
 
 use crate::progress::{Bars, Quiet};

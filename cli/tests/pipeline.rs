@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pacer::MemoryReading;
-use pacer_host::origin::{Origin, OriginOptions};
-use pacer_host::pipeline::{self, NoProgress, PipelineError, PipelineOptions, Summary};
+use pacer_cli::origin::{Origin, OriginOptions};
+use pacer_cli::pipeline::{self, NoProgress, PipelineError, PipelineOptions, Summary};
 use pacer_host::{BufferPool, Environment, Policy, SystemEnvironment};
 use sha2::{Digest, Sha256};
 

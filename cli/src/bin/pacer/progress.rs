@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use pacer_host::pipeline::Progress;
+use pacer_cli::pipeline::Progress;
 
 /// indicatif bars behind the pipeline's progress hooks.
 pub struct Bars {

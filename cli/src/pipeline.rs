@@ -17,10 +17,10 @@ use pacer::{Level, Schedule};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::HostError;
-use crate::origin::parse_index;
-use crate::policy::Policy;
-use crate::pool::{BufferPool, PoolStats};
+use pacer_host::pool::{BufferPool, PoolStats};
+use pacer_host::{HostError, Policy};
+
+use crate::catalogue::{self, Entry as Item};
 use crate::retry_after::{self, RetryAfter};
 use crate::state_file;
 
@@ -150,14 +150,6 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
-
-/// One file to fetch.
-#[derive(Debug, Clone)]
-struct Item {
-    name: String,
-    size: u64,
-    sha256: String,
-}
 
 /// Why one attempt failed, and what to tell the policy.
 struct Failure {
@@ -524,11 +516,7 @@ async fn fetch_index(client: &reqwest::Client, origin: &str) -> Result<Vec<Item>
         .text()
         .await
         .map_err(|e| PipelineError::Origin(format!("{url}: {e}")))?;
-    let files = parse_index(&text).map_err(PipelineError::Index)?;
-    Ok(files
-        .into_iter()
-        .map(|(name, size, sha256)| Item { name, size, sha256 })
-        .collect())
+    catalogue::parse(&text).map_err(PipelineError::Index)
 }
 
 /// True when `path` holds exactly the item's bytes.

@@ -1,0 +1,10 @@
+//! pacer-cli: what the `pacer` command runs on top of `pacer-host`: the paced download
+//! pipeline (`pacer run`), the embedded origin, the simulator's site, and the files they share.
+
+pub mod catalogue;
+mod loopback;
+pub mod origin;
+pub mod pipeline;
+pub mod retry_after;
+pub mod site;
+pub mod state_file;

@@ -1,0 +1,99 @@
+//! Helpers shared by the host's test files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use pacer_host::{PolicyModule, Runtime, SandboxOptions};
+
+/// The real module; `make wasm` (and so `make test`) builds it first.
+pub fn module_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/pacer.wasm");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make wasm` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// An engine with a compile cache shared by all host tests: the module compiles once.
+pub fn runtime() -> Runtime {
+    let cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("pacer-cache"));
+    Runtime::new(SandboxOptions {
+        cache_dir,
+        ..SandboxOptions::default()
+    })
+    .expect("engine")
+}
+
+/// The real module, loaded and checked on `runtime`.
+pub fn real_module(runtime: &Runtime) -> PolicyModule {
+    runtime
+        .load_file(&module_path())
+        .expect("dist/pacer.wasm loads")
+}
+
+/// A tiny HTTP origin for tests whose answers a script decides: `/index.json` lists `files`
+/// empty files; each `/files/<name>` request is answered by `answer(n)` (n counts file
+/// requests from 0) with `(status, extra header lines)`. It records when each file request came.
+pub struct ScriptedOrigin {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// When each file request arrived.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl ScriptedOrigin {
+    /// Starts serving on a free port, in a thread that lives as long as the test process.
+    pub fn start(
+        files: usize,
+        answer: impl Fn(usize) -> (u16, String) + Send + 'static,
+    ) -> ScriptedOrigin {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&requests);
+        // sha256 of the empty file.
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let index = format!(
+            r#"{{"files":[{}]}}"#,
+            (0..files)
+                .map(|i| format!(r#"{{"name":"f{i}","size":0,"sha256":"{empty}"}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                loop {
+                    let mut header = String::new();
+                    match reader.read_line(&mut header) {
+                        Ok(n) if n > 2 => {}
+                        _ => break,
+                    }
+                }
+                let (status, extra, body) = if path == "/index.json" {
+                    (200, String::new(), index.clone())
+                } else {
+                    let mut log = log.lock().expect("log");
+                    let n = log.len();
+                    log.push(std::time::Instant::now());
+                    let (status, extra) = answer(n);
+                    (status, extra, String::new())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
+                    body.len()
+                );
+                let _ = reader.get_mut().write_all(response.as_bytes());
+            }
+        });
+        ScriptedOrigin { url, requests }
+    }
+}
