@@ -12,7 +12,8 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
 use crate::error::Error;
-use crate::exports::{ABI_VERSION, Exports, FEATURES, Host, LogLevel};
+use crate::exports::{Exports, Host, LogLevel};
+use crate::interface::{ABI_VERSION, FEATURES};
 
 /// The five host functions, module `"pacer"`.
 mod imports {
@@ -197,6 +198,26 @@ pub extern "C" fn pacer_on_response_sent(
 #[unsafe(no_mangle)]
 pub extern "C" fn pacer_replace_ns(limiter: i32, cost: i32, due_in_ns: i64) -> i64 {
     exports().replace_ns(limiter, cost, due_in_ns)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pacer_try_acquire_at(now_ns: i64, limiter: i32, cost: i32) -> i64 {
+    exports().try_acquire_at(now_ns, limiter, cost)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pacer_reserve_at(now_ns: i64, limiter: i32, cost: i32) -> i64 {
+    exports().reserve_at(now_ns, limiter, cost)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pacer_next_delay_at(now_ns: i64, limiter: i32, cost: i32, base_ns: i64) -> i64 {
+    exports().next_delay_at(now_ns, limiter, cost, base_ns)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pacer_cancel_ns(limiter: i32, cost: i32, due_in_ns: i64) -> i32 {
+    exports().cancel_ns(limiter, cost, due_in_ns)
 }
 
 #[unsafe(no_mangle)]

@@ -3,6 +3,8 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::interface::Status;
+
 /// A failure that retrying cannot fix: bad input, unknown limiter, impossible cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -46,13 +48,18 @@ pub enum Error {
 impl Error {
     /// The ABI v1 error code for this error (always negative).
     pub fn code(&self) -> i32 {
+        self.status().code()
+    }
+
+    /// The ABI v1 status for this error.
+    pub fn status(&self) -> Status {
         match self {
-            Error::NotConfigured => -1,
-            Error::Config(_) | Error::Entropy => -2,
-            Error::UnknownLimiter { .. } => -3,
-            Error::CostExceedsBurst { .. } => -4,
-            Error::BadArgument { .. } | Error::KeyLimit { .. } => -5,
-            Error::BadSnapshot(_) => -6,
+            Error::NotConfigured => Status::NotConfigured,
+            Error::Config(_) | Error::Entropy => Status::BadConfig,
+            Error::UnknownLimiter { .. } => Status::UnknownLimiter,
+            Error::CostExceedsBurst { .. } => Status::CostExceedsBurst,
+            Error::BadArgument { .. } | Error::KeyLimit { .. } => Status::BadArgument,
+            Error::BadSnapshot(_) => Status::BadSnapshot,
         }
     }
 

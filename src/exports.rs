@@ -11,21 +11,11 @@ use alloc::vec::Vec;
 use crate::clock::Nanos;
 use crate::config::{Config, ms_to_ns};
 use crate::error::Error;
+use crate::interface::Status;
 use crate::jitter::PPM;
 use crate::limiter::Decision;
 use crate::policy::{Policy, Schedule};
 use crate::pressure::{MemoryReading, Pressure};
-
-/// ABI version implemented.
-pub const ABI_VERSION: i32 = 1;
-/// `pacer_features` bit: `pacer_replace_ns` re-places a slot handed out before a pause.
-pub const FEATURE_REPLACE: i32 = 1 << 0;
-/// `pacer_features` bit: `pacer_on_response_sent` takes the request's send time.
-pub const FEATURE_RESPONSE_SENT: i32 = 1 << 1;
-/// Optional exports beyond ABI v1's required ones, as announced by `pacer_features`.
-pub const FEATURES: i32 = FEATURE_REPLACE | FEATURE_RESPONSE_SENT;
-/// `pacer_next_delay_ns`'s answer while the circuit is open.
-pub const CIRCUIT_OPEN: i64 = -7;
 
 /// Severity of a message sent to the host's `log` import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +72,6 @@ impl<H: Host> Exports<H> {
         &mut self.host
     }
 
-    /// The configured policy, if any.
-    pub fn policy(&self) -> Option<&Policy> {
-        self.policy.as_ref()
-    }
-
     /// `pacer_configure`: `0`, or an error code with nothing changed.
     pub fn configure(&mut self, json: &[u8]) -> i32 {
         let result = self.try_configure(json).map(|()| 0);
@@ -120,21 +105,44 @@ impl<H: Host> Exports<H> {
 
     /// `pacer_try_acquire`: `0` admitted, `> 0` the exact wait in ns.
     pub fn try_acquire(&mut self, limiter: i32, cost: i32) -> i64 {
-        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
-            let decision = policy.try_acquire(now, index, cost_arg(cost)?)?;
-            Ok(match decision {
-                Decision::Admit => 0,
-                Decision::Wait(ns) => clamp(ns),
-            })
-        });
+        self.try_acquire_when(None, limiter, cost)
+    }
+
+    /// `pacer_try_acquire_at` (feature bit 3): `pacer_try_acquire` at `now_ns`, which goes
+    /// through the same monotonic guard as the `now_ns` import (hosts may mix the two).
+    pub fn try_acquire_at(&mut self, now_ns: i64, limiter: i32, cost: i32) -> i64 {
+        self.try_acquire_when(Some(now_ns), limiter, cost)
+    }
+
+    fn try_acquire_when(&mut self, now_ns: Option<i64>, limiter: i32, cost: i32) -> i64 {
+        let result = self
+            .with_limiter_at(now_ns, limiter)
+            .and_then(|(policy, index, now)| {
+                let decision = policy.try_acquire(now, index, cost_arg(cost)?)?;
+                Ok(match decision {
+                    Decision::Admit => 0,
+                    Decision::Wait(ns) => clamp(ns),
+                })
+            });
         self.finish(result)
     }
 
     /// `pacer_reserve`: the ns to wait before acting, `0` = go now.
     pub fn reserve(&mut self, limiter: i32, cost: i32) -> i64 {
-        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
-            policy.reserve(now, index, cost_arg(cost)?).map(clamp)
-        });
+        self.reserve_when(None, limiter, cost)
+    }
+
+    /// `pacer_reserve_at` (feature bit 3): `pacer_reserve` at `now_ns`.
+    pub fn reserve_at(&mut self, now_ns: i64, limiter: i32, cost: i32) -> i64 {
+        self.reserve_when(Some(now_ns), limiter, cost)
+    }
+
+    fn reserve_when(&mut self, now_ns: Option<i64>, limiter: i32, cost: i32) -> i64 {
+        let result = self
+            .with_limiter_at(now_ns, limiter)
+            .and_then(|(policy, index, now)| {
+                policy.reserve(now, index, cost_arg(cost)?).map(clamp)
+            });
         self.finish(result)
     }
 
@@ -201,14 +209,31 @@ impl<H: Host> Exports<H> {
 
     /// `pacer_next_delay_ns`: `>= 0` sleep then act, `-7` circuit open.
     pub fn next_delay_ns(&mut self, limiter: i32, cost: i32, base_ns: i64) -> i64 {
-        let args = self.with_limiter(limiter).and_then(|(_, index, now)| {
-            Ok((
-                index,
-                cost_arg(cost)?,
-                non_negative(base_ns, "base_ns")?,
-                now,
-            ))
-        });
+        self.next_delay_when(None, limiter, cost, base_ns)
+    }
+
+    /// `pacer_next_delay_at` (feature bit 3): `pacer_next_delay_ns` at `now_ns`.
+    pub fn next_delay_at(&mut self, now_ns: i64, limiter: i32, cost: i32, base_ns: i64) -> i64 {
+        self.next_delay_when(Some(now_ns), limiter, cost, base_ns)
+    }
+
+    fn next_delay_when(
+        &mut self,
+        now_ns: Option<i64>,
+        limiter: i32,
+        cost: i32,
+        base_ns: i64,
+    ) -> i64 {
+        let args = self
+            .with_limiter_at(now_ns, limiter)
+            .and_then(|(_, index, now)| {
+                Ok((
+                    index,
+                    cost_arg(cost)?,
+                    non_negative(base_ns, "base_ns")?,
+                    now,
+                ))
+            });
         let result = args.and_then(|(index, cost, base, now)| {
             // Read only once the arguments are valid: a failing call changes nothing.
             let memory = self.read_memory();
@@ -216,6 +241,18 @@ impl<H: Host> Exports<H> {
             Ok(schedule_code(
                 policy.next_delay(now, memory, index, cost, base)?,
             ))
+        });
+        self.finish(result)
+    }
+
+    /// `pacer_cancel_ns` (feature bit 4): hands back a reservation of `cost` tokens that
+    /// matures in `due_in_ns`, if it is still the limiter's newest (nothing taken since): `1`
+    /// handed back, `0` kept (its tokens stay spent).
+    pub fn cancel_ns(&mut self, limiter: i32, cost: i32, due_in_ns: i64) -> i32 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            let cost = cost_arg(cost)?;
+            let due_in = non_negative(due_in_ns, "due_in_ns")?;
+            Ok(i32::from(policy.cancel(now, index, cost, due_in)?))
         });
         self.finish(result)
     }
@@ -332,7 +369,19 @@ impl<H: Host> Exports<H> {
 
     /// The policy, the limiter's index and the time, after the first two checks.
     fn with_limiter(&mut self, limiter: i32) -> Result<(&mut Policy, usize, Nanos), Error> {
-        let now = self.now();
+        self.with_limiter_at(None, limiter)
+    }
+
+    /// [`Exports::with_limiter`] at `now_ns` when the host passed it, else at the import's.
+    fn with_limiter_at(
+        &mut self,
+        now_ns: Option<i64>,
+        limiter: i32,
+    ) -> Result<(&mut Policy, usize, Nanos), Error> {
+        let now = match now_ns {
+            Some(now_ns) => host_time(now_ns),
+            None => self.now(),
+        };
         let policy = self.policy.as_mut().ok_or(Error::NotConfigured)?;
         let count = policy.config().limiters.len();
         let index =
@@ -367,7 +416,7 @@ fn non_negative(value: i64, name: &'static str) -> Result<u64, Error> {
 fn schedule_code(schedule: Schedule) -> i64 {
     match schedule {
         Schedule::Act { delay } => clamp(delay),
-        Schedule::CircuitOpen { .. } => CIRCUIT_OPEN,
+        Schedule::CircuitOpen { .. } => Status::CircuitOpen.code().into(),
     }
 }
 

@@ -45,6 +45,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod exports;
+pub mod interface;
 pub mod jitter;
 pub mod keyed;
 pub mod limiter;

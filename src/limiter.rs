@@ -7,7 +7,7 @@
 
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::quota::{Quota, TICKS_PER_NS, Ticks, ceil_ns, ticks, times};
+use crate::quota::{Quota, TICKS_PER_NS, Ticks, ceil_ns, ceil_ns_wide, ticks, times};
 
 /// The furthest the bucket's time may run ahead (about 1e11 years of debt), which keeps all
 /// bucket arithmetic free of overflow without saturating on the hot path.
@@ -88,6 +88,22 @@ impl Limiter {
     pub fn reserve(&mut self, now: Nanos, cost: u32) -> Result<Nanos, Error> {
         self.quota.check_cost(cost)?;
         Ok(self.reserve_at(now, self.placement(now), cost))
+    }
+
+    /// Hands back a reservation of `cost` tokens (checked by the caller) that matures
+    /// `due_in` ns from `now`, if it is the newest: the bucket's time still matures exactly
+    /// then, which every later reservation, admission or pause would have moved (each moves
+    /// it by at least 1 ns). A reservation that waited on nothing but its placement (jitter, a
+    /// pause) cannot be told from an older one, so it is kept. Returns whether it was handed
+    /// back.
+    pub fn cancel(&mut self, now: Nanos, cost: u32, due_in: Nanos) -> bool {
+        let due = u128::from(now.saturating_add(due_in));
+        let matures = ceil_ns_wide(self.tat.saturating_sub(self.quota.capacity()));
+        if due_in == 0 || matures != due {
+            return false;
+        }
+        self.tat = self.tat.saturating_sub(times(self.quota.interval(), cost));
+        true
     }
 
     /// Where a reservation made at `now` is placed: `now`, or the end of a pause in force.

@@ -355,6 +355,23 @@ impl Policy {
         Ok(Schedule::Act { delay: due_in })
     }
 
+    /// Hands back a reservation of `cost` tokens that matures `due_in` ns from now, if it is
+    /// still the limiter's newest: nothing was taken or reserved since, and no pause began.
+    /// Then the bucket is as if it had never been made, and FIFO holds for everyone behind.
+    /// Returns whether it was handed back; otherwise its tokens stay spent.
+    pub fn cancel(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        cost: u32,
+        due_in: Nanos,
+    ) -> Result<bool, Error> {
+        let now = self.clock.observe(now);
+        let slot = self.slot(limiter)?;
+        slot.quota.check_cost(cost)?;
+        Ok(slot.touch(now).cancel(now, cost, due_in))
+    }
+
     /// While the circuit refuses: ns until asking again can succeed; else 0.
     pub fn retry_in(&mut self, now: Nanos, limiter: usize) -> Result<Nanos, Error> {
         let now = self.clock.observe(now);
@@ -367,11 +384,6 @@ impl Policy {
     /// A delay by the configured jitter strategy; utilization in parts per million.
     pub fn jitter(&mut self, base_ns: Nanos, utilization_ppm: u32) -> Nanos {
         self.jitter.delay(&mut self.rng, base_ns, utilization_ppm)
-    }
-
-    /// Updates the pressure level from a fresh reading and returns it.
-    pub fn observe_memory(&mut self, memory: MemoryReading) -> Level {
-        self.pressure.observe(memory)
     }
 
     /// The pressure tracker (level, thresholds, pool target).

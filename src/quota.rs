@@ -26,6 +26,12 @@ pub(crate) fn ceil_ns(t: Ticks) -> u64 {
     u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
+/// Converts ticks to whole nanoseconds, rounding up, without limiting the result to 64 bits.
+#[inline]
+pub(crate) fn ceil_ns_wide(t: Ticks) -> u128 {
+    t.div_ceil(TICKS_PER_NS)
+}
+
 /// `cost` intervals in ticks: `interval < 2^88` and `cost < 2^32`, so this cannot overflow.
 #[inline]
 pub(crate) fn times(interval: Ticks, cost: u32) -> Ticks {

@@ -322,3 +322,17 @@ fn a_snapshot_taken_just_after_the_circuit_reopens_decides_as_the_original() {
     let (actual, _) = run(&mut importer, 0, &after);
     assert_eq!(actual, expected);
 }
+
+#[test]
+fn an_embedder_finds_a_limiter_by_name() {
+    let mut config = Config::new(vec![
+        LimiterConfig::new("catalog", 90.0),
+        LimiterConfig::new("search", 3600.0),
+    ]);
+    config.seed = Some(1);
+    let policy = Policy::new(config).expect("valid config");
+    assert_eq!(policy.limiter_index("catalog"), Some(0));
+    assert_eq!(policy.limiter_index("search"), Some(1));
+    assert_eq!(policy.limiter_index("Search"), None, "names are exact");
+    assert_eq!(policy.limiter_index(""), None);
+}

@@ -74,8 +74,8 @@ fn call(module: &mut Exports<ScriptHost>, saved: &mut Vec<u8>, step: &Value) -> 
     };
     let a32 = |i: usize| i32::try_from(arg(i)).expect("i32 argument");
     Some(match name {
-        "pacer_abi_version" => pacer::exports::ABI_VERSION.into(),
-        "pacer_features" => pacer::exports::FEATURES.into(),
+        "pacer_abi_version" => pacer::interface::ABI_VERSION.into(),
+        "pacer_features" => pacer::interface::FEATURES.into(),
         "pacer_configure" => {
             let text = match &step["config"] {
                 Value::String(raw) => raw.clone(),
@@ -92,6 +92,10 @@ fn call(module: &mut Exports<ScriptHost>, saved: &mut Vec<u8>, step: &Value) -> 
             .into(),
         "pacer_next_delay_ns" => module.next_delay_ns(a32(0), a32(1), arg(2)),
         "pacer_replace_ns" => module.replace_ns(a32(0), a32(1), arg(2)),
+        "pacer_try_acquire_at" => module.try_acquire_at(arg(0), a32(1), a32(2)),
+        "pacer_reserve_at" => module.reserve_at(arg(0), a32(1), a32(2)),
+        "pacer_next_delay_at" => module.next_delay_at(arg(0), a32(1), a32(2), arg(3)),
+        "pacer_cancel_ns" => module.cancel_ns(a32(0), a32(1), arg(2)).into(),
         "pacer_retry_in_ns" => module.retry_in_ns(a32(0)),
         "pacer_jitter_ns" => module.jitter_ns(arg(0), a32(1)),
         "pacer_pressure" => module.pressure().into(),

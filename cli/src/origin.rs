@@ -72,8 +72,6 @@ pub struct OriginStats {
     pub errors: AtomicU64,
     /// Bodies cut off.
     pub resets: AtomicU64,
-    /// Bodies served in full.
-    pub served: AtomicU64,
 }
 
 /// One file served: its catalogue entry and the index that seeds its bytes.
@@ -219,7 +217,6 @@ async fn file(
     if reset {
         stats.resets.fetch_add(1, Relaxed);
     } else {
-        stats.served.fetch_add(1, Relaxed);
     }
     let body = body_stream(
         shared.options.seed,

@@ -273,7 +273,7 @@ async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
             pace(&run, id).await?;
             run.progress.started(id, &item.name, item.size);
             run.requests.fetch_add(1, Relaxed);
-            let sent_at = lock(&run.policy).environment_mut().now_ns();
+            let sent_at = lock(&run.policy).now_ns();
             let outcome = download(&run, id, &item).await?;
             let (status, retry_after) = match &outcome {
                 Ok(()) => (200, None),

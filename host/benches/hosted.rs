@@ -60,16 +60,15 @@ fn decisions(c: &mut Criterion) {
     });
     // The floor of any hosted decision: one typed call into wasm that does nothing.
     group.bench_function("hosted_empty_call", |b| {
-        let mut store = runtime.store(Box::new(SystemEnvironment::detect()));
-        let instance = module
-            .instance_pre()
+        let mut store = pacer_host::raw::store(&runtime, Box::new(SystemEnvironment::detect()));
+        let instance = pacer_host::raw::instance_pre(&module)
             .instantiate(&mut store)
             .expect("instance");
         let version = instance
             .get_typed_func::<(), i32>(&mut store, "pacer_abi_version")
             .expect("export");
         b.iter(|| {
-            store.data_mut().start_call();
+            pacer_host::raw::start_call(&mut store);
             black_box(version.call(&mut store, ()))
         })
     });
@@ -108,10 +107,12 @@ fn instantiation(c: &mut Criterion) {
         let module = runtime.load(&bytes).expect("module");
         group.bench_function(format!("{name}_instance_pre"), |b| {
             b.iter(|| {
-                let mut store = runtime.store(Box::new(pacer_host::ScriptedEnvironment::new()));
+                let mut store = pacer_host::raw::store(
+                    &runtime,
+                    Box::new(pacer_host::ScriptedEnvironment::new()),
+                );
                 black_box(
-                    module
-                        .instance_pre()
+                    pacer_host::raw::instance_pre(&module)
                         .instantiate(&mut store)
                         .expect("instance"),
                 );

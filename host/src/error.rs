@@ -73,3 +73,13 @@ impl HostError {
         }
     }
 }
+
+impl From<pacer::Error> for HostError {
+    /// The core's own error, with its ABI code and message: what the module would have said.
+    fn from(error: pacer::Error) -> Self {
+        HostError::Policy {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}

@@ -35,4 +35,6 @@ pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironmen
 pub use error::HostError;
 pub use policy::Policy;
 pub use pool::{BufferPool, PoolStats, PooledBuffer};
+#[cfg(feature = "raw")]
+pub use sandbox::raw;
 pub use sandbox::{HostState, ModuleInfo, PolicyModule, Runtime, SandboxOptions};

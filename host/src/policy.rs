@@ -3,86 +3,18 @@
 
 use std::time::Duration;
 
+use pacer::interface::Status;
 use pacer::{Decision, Level, Nanos, Schedule};
-use wasmtime::{Instance, Memory, Store, TypedFunc, Val, WasmParams, WasmResults};
+use wasmtime::{Store, TypedFunc, WasmParams, WasmResults};
 
-use crate::environment::{Environment, ScriptedEnvironment};
+use crate::environment::Environment;
 use crate::error::HostError;
-use crate::sandbox::{HostState, PolicyModule};
+use crate::sandbox::{Exports, Failed, HostState, PolicyModule, instantiate, placeholder};
 
 /// Decisions between two automatic snapshots: a trap rolls back at most this many.
 const CHECKPOINT_EVERY: u32 = 256;
 /// `pacer_next_delay_ns`'s answer while the circuit is open.
-const CIRCUIT_OPEN: i64 = -7;
-
-/// The typed exports of one instance.
-struct Exports {
-    instance: Instance,
-    memory: Memory,
-    alloc: TypedFunc<i32, i32>,
-    dealloc: TypedFunc<(i32, i32), ()>,
-    configure: TypedFunc<(i32, i32), i32>,
-    last_error_ptr: TypedFunc<(), i32>,
-    last_error_len: TypedFunc<(), i32>,
-    try_acquire: TypedFunc<(i32, i32), i64>,
-    reserve: TypedFunc<(i32, i32), i64>,
-    available_milli: TypedFunc<i32, i64>,
-    on_response: TypedFunc<(i32, i32, i64), i32>,
-    next_delay: TypedFunc<(i32, i32, i64), i64>,
-    retry_in: TypedFunc<i32, i64>,
-    jitter: TypedFunc<(i64, i32), i64>,
-    pressure: TypedFunc<(), i32>,
-    should_throttle: TypedFunc<(), i32>,
-    pool_target: TypedFunc<i32, i32>,
-    state_export: TypedFunc<(), i32>,
-    state_ptr: TypedFunc<(), i32>,
-    state_import: TypedFunc<(i32, i32), i32>,
-    /// `pacer_replace_ns`, where the module has it (feature bit 1).
-    replace: Option<TypedFunc<(i32, i32, i64), i64>>,
-    /// `pacer_on_response_sent`, where the module has it (feature bit 2).
-    on_response_sent: Option<TypedFunc<(i32, i32, i64, i64), i32>>,
-}
-
-impl Exports {
-    fn bind(store: &mut Store<HostState>, instance: Instance) -> wasmtime::Result<Exports> {
-        macro_rules! typed {
-            ($name:literal) => {
-                instance.get_typed_func(&mut *store, $name)?
-            };
-        }
-        let memory = instance
-            .get_memory(&mut *store, "memory")
-            .ok_or_else(|| wasmtime::format_err!("no exported memory"))?;
-        Ok(Exports {
-            instance,
-            memory,
-            alloc: typed!("pacer_alloc"),
-            dealloc: typed!("pacer_dealloc"),
-            configure: typed!("pacer_configure"),
-            last_error_ptr: typed!("pacer_last_error_ptr"),
-            last_error_len: typed!("pacer_last_error_len"),
-            try_acquire: typed!("pacer_try_acquire"),
-            reserve: typed!("pacer_reserve"),
-            available_milli: typed!("pacer_available_milli"),
-            on_response: typed!("pacer_on_response"),
-            next_delay: typed!("pacer_next_delay_ns"),
-            retry_in: typed!("pacer_retry_in_ns"),
-            jitter: typed!("pacer_jitter_ns"),
-            pressure: typed!("pacer_pressure"),
-            should_throttle: typed!("pacer_should_throttle"),
-            pool_target: typed!("pacer_pool_target"),
-            state_export: typed!("pacer_state_export"),
-            state_ptr: typed!("pacer_state_ptr"),
-            state_import: typed!("pacer_state_import"),
-            replace: instance
-                .get_typed_func(&mut *store, "pacer_replace_ns")
-                .ok(),
-            on_response_sent: instance
-                .get_typed_func(&mut *store, "pacer_on_response_sent")
-                .ok(),
-        })
-    }
-}
+const CIRCUIT_OPEN: i64 = Status::CircuitOpen.code() as i64;
 
 /// One running policy module.
 pub struct Policy {
@@ -134,11 +66,20 @@ impl Policy {
 
     /// Admits `cost` tokens now, or the exact wait.
     pub fn try_acquire(&mut self, limiter: u32, cost: u32) -> Result<Decision, HostError> {
-        let wait = self.decide(
-            "pacer_try_acquire",
-            |e| &e.try_acquire,
-            (arg(limiter), arg(cost)),
-        )?;
+        let wait = if self.exports.try_acquire_at.is_some() {
+            let now = self.now_ns();
+            self.decide(
+                "pacer_try_acquire_at",
+                |e| e.try_acquire_at.as_ref().expect("bound: checked above"),
+                (now, arg(limiter), arg(cost)),
+            )?
+        } else {
+            self.decide(
+                "pacer_try_acquire",
+                |e| &e.try_acquire,
+                (arg(limiter), arg(cost)),
+            )?
+        };
         Ok(if wait == 0 {
             Decision::Admit
         } else {
@@ -148,7 +89,36 @@ impl Policy {
 
     /// Takes `cost` tokens now; the ns to wait before acting.
     pub fn reserve(&mut self, limiter: u32, cost: u32) -> Result<Nanos, HostError> {
+        if self.exports.reserve_at.is_some() {
+            let now = self.now_ns();
+            return self.decide(
+                "pacer_reserve_at",
+                |e| e.reserve_at.as_ref().expect("bound: checked above"),
+                (now, arg(limiter), arg(cost)),
+            );
+        }
         self.decide("pacer_reserve", |e| &e.reserve, (arg(limiter), arg(cost)))
+    }
+
+    /// Hands back a reservation of `cost` tokens that matures in `due_in` ns, if it is still
+    /// the limiter's newest (then FIFO holds for everyone behind it). Returns whether it was
+    /// handed back; a module without `pacer_cancel_ns` keeps every reservation.
+    pub fn cancel(&mut self, limiter: u32, cost: u32, due_in: Nanos) -> Result<bool, HostError> {
+        if self.exports.cancel.is_none() {
+            return Ok(false);
+        }
+        let due_in = i64::try_from(due_in).unwrap_or(i64::MAX);
+        let handed_back = self.decide(
+            "pacer_cancel_ns",
+            |e| e.cancel.as_ref().expect("bound: checked above"),
+            (arg(limiter), arg(cost), due_in),
+        )?;
+        Ok(handed_back == 1)
+    }
+
+    /// The environment's clock, as the module's `now_ns` import reads it.
+    pub fn now_ns(&mut self) -> i64 {
+        self.store.data_mut().environment.now_ns()
     }
 
     /// The one call before an operation: sleep `delay` then act, or the circuit is open.
@@ -160,11 +130,20 @@ impl Policy {
     ) -> Result<Schedule, HostError> {
         let base_ns = i64::try_from(base.as_nanos()).unwrap_or(i64::MAX);
         self.maybe_checkpoint()?;
-        let delay = self.call(
-            "pacer_next_delay_ns",
-            |e| &e.next_delay,
-            (arg(limiter), arg(cost), base_ns),
-        )?;
+        let delay = if self.exports.next_delay_at.is_some() {
+            let now = self.now_ns();
+            self.call(
+                "pacer_next_delay_at",
+                |e| e.next_delay_at.as_ref().expect("bound: checked above"),
+                (now, arg(limiter), arg(cost), base_ns),
+            )?
+        } else {
+            self.call(
+                "pacer_next_delay_ns",
+                |e| &e.next_delay,
+                (arg(limiter), arg(cost), base_ns),
+            )?
+        };
         self.schedule(limiter, delay)
     }
 
@@ -250,17 +229,13 @@ impl Policy {
     /// Tokens available now × 1000 (negative while in debt).
     pub fn available_milli(&mut self, limiter: u32) -> Result<i64, HostError> {
         if self.config.is_none() {
-            return Err(HostError::Policy {
-                code: -1,
-                message: "not configured: call configure first".into(),
-            });
+            return Err(HostError::from(pacer::Error::NotConfigured));
         }
         if usize::try_from(limiter).map_or(true, |l| l >= self.limiters) {
-            let message = format!(
-                "limiter: no limiter {limiter} (the config has {})",
-                self.limiters
-            );
-            return Err(HostError::Policy { code: -3, message });
+            return Err(HostError::from(pacer::Error::UnknownLimiter {
+                index: i64::from(limiter),
+                count: self.limiters,
+            }));
         }
         self.call(
             "pacer_available_milli",
@@ -340,7 +315,8 @@ impl Policy {
         Ok(())
     }
 
-    /// Calls any export by name with integer arguments (for tools and conformance tests).
+    /// Calls any export by name with integer arguments (feature `raw`: conformance tools).
+    #[cfg(feature = "raw")]
     pub fn call_raw(&mut self, name: &str, args: &[i64]) -> Result<i64, HostError> {
         let func = self
             .exports
@@ -348,6 +324,7 @@ impl Policy {
             .get_func(&mut self.store, name)
             .ok_or_else(|| HostError::Incompatible(format!("no export `{name}`")))?;
         let ty = func.ty(&self.store);
+        use wasmtime::Val;
         let params: Vec<Val> = ty
             .params()
             .zip(args.iter().chain(std::iter::repeat(&0)))
@@ -371,7 +348,8 @@ impl Policy {
         })
     }
 
-    /// Copies `bytes` into the guest, calls `name(ptr, len)`, frees them (for conformance tests).
+    /// Copies `bytes` into the guest, calls `name(ptr, len)`, frees them (feature `raw`).
+    #[cfg(feature = "raw")]
     pub fn call_with_bytes(&mut self, name: &'static str, bytes: &[u8]) -> Result<i64, HostError> {
         let func: fn(&Exports) -> &TypedFunc<(i32, i32), i32> = match name {
             "pacer_configure" => |e| &e.configure,
@@ -391,11 +369,6 @@ impl Policy {
         let len = self.call("pacer_last_error_len", |e| &e.last_error_len, ())?;
         let bytes = self.read_guest(ptr, usize::try_from(len).unwrap_or(0))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    /// The environment behind the imports (to change a scripted one in tests).
-    pub fn environment_mut(&mut self) -> &mut dyn Environment {
-        self.store.data_mut().environment.as_mut()
     }
 
     fn remember_config(&mut self, json: &str) {
@@ -451,7 +424,7 @@ impl Policy {
         func: fn(&Exports) -> &TypedFunc<(i32, i32), i32>,
     ) -> Result<i32, HostError> {
         let len = i32::try_from(bytes.len()).map_err(|_| HostError::Policy {
-            code: -5,
+            code: Status::BadArgument.code(),
             message: format!("{name}: input of {} bytes is too large", bytes.len()),
         })?;
         let ptr = if len == 0 {
@@ -461,7 +434,7 @@ impl Policy {
         };
         if len > 0 && ptr == 0 {
             return Err(HostError::Policy {
-                code: -5,
+                code: Status::BadArgument.code(),
                 message: format!("{name}: the module could not allocate {len} bytes"),
             });
         }
@@ -551,36 +524,6 @@ impl Policy {
     fn take_environment(&mut self) -> Box<dyn Environment> {
         std::mem::replace(&mut self.store.data_mut().environment, placeholder())
     }
-}
-
-/// A failed instantiation: the error, and the environment handed back.
-type Failed = (HostError, Box<dyn Environment>);
-
-/// A new store and instance; on failure the environment comes back with the error.
-fn instantiate(
-    module: &PolicyModule,
-    environment: Box<dyn Environment>,
-) -> Result<(Store<HostState>, Exports), Failed> {
-    let mut store = module.runtime.store(environment);
-    let bound = module
-        .pre
-        .instantiate(&mut store)
-        .and_then(|instance| Exports::bind(&mut store, instance));
-    match bound {
-        Ok(exports) => Ok((store, exports)),
-        Err(error) => {
-            let environment = std::mem::replace(&mut store.data_mut().environment, placeholder());
-            Err((
-                HostError::Incompatible(format!("instantiation failed: {error:#}")),
-                environment,
-            ))
-        }
-    }
-}
-
-/// Stands in for the environment while it moves between stores.
-fn placeholder() -> Box<dyn Environment> {
-    Box::new(ScriptedEnvironment::new())
 }
 
 fn arg(value: u32) -> i32 {

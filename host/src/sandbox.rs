@@ -1,5 +1,13 @@
-//! The wasmtime wiring, in one place: engine, limits, the five imports, loading and checking a
-//! module against ABI v1, and cheap instances from an `InstancePre`.
+//! The wasmtime wiring, in one place and in the order a host meets it:
+//! 1. the engine (Cranelift, epoch interruption for call deadlines, optionally pooling);
+//! 2. the epoch ticker that enforces those deadlines;
+//! 3. the linker with the five imports, each reading the store's [`Environment`];
+//! 4. loading a module: compile (or the cache), check its imports and exports against
+//!    `pacer::interface`, pre-link it, and read its version and features;
+//! 5. a store per instance, with its memory limit and call deadline;
+//! 6. instantiation and the typed binding of every export.
+//!
+//! The [`crate::Policy`] handle on top keeps only the API and trap supervision.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,12 +16,14 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::{
-    Caller, Config, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre, Linker,
-    Module, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
-    ValType,
+    Caller, Config, Engine, ExternType, FuncType, Instance, InstanceAllocationStrategy,
+    InstancePre, Linker, Memory, Module, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, TypedFunc, UpdateDeadline, ValType,
 };
 
-use crate::environment::Environment;
+use pacer::interface::{self, Function, ValueType};
+
+use crate::environment::{Environment, ScriptedEnvironment};
 use crate::error::HostError;
 
 /// How long one epoch tick is; call deadlines are counted in ticks.
@@ -78,16 +88,33 @@ pub struct PolicyModule {
 impl HostState {
     /// Starts the deadline of the next call (cheap: a plain write).
     #[inline]
-    pub fn start_call(&mut self) {
+    pub(crate) fn start_call(&mut self) {
         self.ticks_in_call = 0;
     }
 }
 
-impl PolicyModule {
-    /// The pre-linked module: `instance_pre().instantiate(&mut runtime.store(..))` is the
-    /// cheapest way to a raw instance.
-    pub fn instance_pre(&self) -> &InstancePre<HostState> {
-        &self.pre
+/// Raw access for benchmarks and conformance tools (feature `raw`): not a stable API.
+#[cfg(feature = "raw")]
+pub mod raw {
+    use wasmtime::{InstancePre, Store};
+
+    use super::{HostState, PolicyModule, Runtime};
+    use crate::environment::Environment;
+
+    /// A store with the runtime's memory limit and call deadline.
+    pub fn store(runtime: &Runtime, environment: Box<dyn Environment>) -> Store<HostState> {
+        runtime.store(environment)
+    }
+
+    /// The pre-linked module: `instance_pre(m).instantiate(&mut store(..))` is the cheapest
+    /// way to a raw instance.
+    pub fn instance_pre(module: &PolicyModule) -> &InstancePre<HostState> {
+        &module.pre
+    }
+
+    /// Starts the deadline of the next call on a raw store.
+    pub fn start_call(store: &mut Store<HostState>) {
+        store.data_mut().start_call();
     }
 }
 
@@ -106,66 +133,13 @@ pub struct ModuleInfo {
     pub from_cache: bool,
 }
 
-/// The imports a module may use, with their types (params, results).
-const IMPORTS: &[(&str, &[ValType], &[ValType])] = &[
-    ("now_ns", &[], &[ValType::I64]),
-    ("memory_used", &[], &[ValType::I64]),
-    ("memory_limit", &[], &[ValType::I64]),
-    ("random_fill", &[ValType::I32, ValType::I32], &[]),
-    ("log", &[ValType::I32, ValType::I32, ValType::I32], &[]),
-];
-
-/// The exports ABI v1 requires, with their types.
-pub(crate) const EXPORTS: &[(&str, &[ValType], &[ValType])] = &[
-    ("pacer_abi_version", &[], &[ValType::I32]),
-    ("pacer_features", &[], &[ValType::I32]),
-    ("pacer_alloc", &[ValType::I32], &[ValType::I32]),
-    ("pacer_dealloc", &[ValType::I32, ValType::I32], &[]),
-    (
-        "pacer_configure",
-        &[ValType::I32, ValType::I32],
-        &[ValType::I32],
-    ),
-    ("pacer_last_error_ptr", &[], &[ValType::I32]),
-    ("pacer_last_error_len", &[], &[ValType::I32]),
-    (
-        "pacer_try_acquire",
-        &[ValType::I32, ValType::I32],
-        &[ValType::I64],
-    ),
-    (
-        "pacer_reserve",
-        &[ValType::I32, ValType::I32],
-        &[ValType::I64],
-    ),
-    ("pacer_available_milli", &[ValType::I32], &[ValType::I64]),
-    (
-        "pacer_on_response",
-        &[ValType::I32, ValType::I32, ValType::I64],
-        &[ValType::I32],
-    ),
-    (
-        "pacer_next_delay_ns",
-        &[ValType::I32, ValType::I32, ValType::I64],
-        &[ValType::I64],
-    ),
-    ("pacer_retry_in_ns", &[ValType::I32], &[ValType::I64]),
-    (
-        "pacer_jitter_ns",
-        &[ValType::I64, ValType::I32],
-        &[ValType::I64],
-    ),
-    ("pacer_pressure", &[], &[ValType::I32]),
-    ("pacer_should_throttle", &[], &[ValType::I32]),
-    ("pacer_pool_target", &[ValType::I32], &[ValType::I32]),
-    ("pacer_state_export", &[], &[ValType::I32]),
-    ("pacer_state_ptr", &[], &[ValType::I32]),
-    (
-        "pacer_state_import",
-        &[ValType::I32, ValType::I32],
-        &[ValType::I32],
-    ),
-];
+/// A `pacer::interface` value type as wasmtime's.
+fn val_type(ty: ValueType) -> ValType {
+    match ty {
+        ValueType::I32 => ValType::I32,
+        ValueType::I64 => ValType::I64,
+    }
+}
 
 impl Runtime {
     /// One engine for every module: Cranelift, epoch interruption for call deadlines, and
@@ -247,16 +221,26 @@ impl Runtime {
                 from_cache,
             },
         };
-        // 4. A probe instance reads the version, so a wrong module fails here, not mid-job.
-        let mut probe = crate::Policy::new(&module, Box::new(crate::ScriptedEnvironment::new()))?;
-        let version = probe.call_raw("pacer_abi_version", &[])?;
-        if version != 1 {
+        // A probe instance reads the version, so a wrong module fails here, not mid-job.
+        let (mut store, exports) = instantiate(&module, Box::new(ScriptedEnvironment::new()))
+            .map_err(|(error, _)| error)?;
+        let version = exports
+            .abi_version
+            .call(&mut store, ())
+            .map_err(|e| HostError::Incompatible(format!("pacer_abi_version trapped: {e:#}")))?;
+        if version != interface::ABI_VERSION {
             return Err(HostError::Incompatible(format!(
-                "pacer_abi_version() returned {version}; this host speaks version 1"
+                "pacer_abi_version() returned {version}; this host speaks version {}",
+                interface::ABI_VERSION
             )));
         }
-        module.info.abi_version = 1;
-        module.info.features = i32::try_from(probe.call_raw("pacer_features", &[])?).unwrap_or(0);
+        let features = exports
+            .features
+            .call(&mut store, ())
+            .map_err(|e| HostError::Incompatible(format!("pacer_features trapped: {e:#}")))?;
+        check_features(&module.info.exports, features)?;
+        module.info.abi_version = version;
+        module.info.features = features;
         Ok(module)
     }
 
@@ -294,10 +278,10 @@ impl Runtime {
         Ok((module, false))
     }
 
-    /// A store with this runtime's memory limit and call deadline (for hosts that drive raw
-    /// instances; [`crate::Policy`] does this for you). Before each call, start its deadline
-    /// with [`HostState::start_call`].
-    pub fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
+    /// 5. A store with this runtime's memory limit and call deadline. Before each call, start
+    /// its deadline with [`HostState::start_call`]. Public only with feature `raw`, for
+    /// benchmarks and conformance tools; [`crate::Policy`] does this for you.
+    pub(crate) fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.options.memory_limit_bytes)
             .instances(1)
@@ -423,36 +407,37 @@ fn signature(ty: &FuncType) -> String {
     )
 }
 
-fn matches(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
-    let same = |a: Vec<ValType>, b: &[ValType]| {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y))
+fn matches(ty: &FuncType, function: &Function) -> bool {
+    let same = |a: Vec<ValType>, b: &[ValueType]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, &val_type(*y)))
     };
-    same(ty.params().collect(), params) && same(ty.results().collect(), results)
+    same(ty.params().collect(), function.params) && same(ty.results().collect(), function.results)
 }
 
 fn check_imports(module: &Module) -> Result<Vec<String>, HostError> {
-    let allowed = IMPORTS
+    let allowed = interface::IMPORTS
         .iter()
-        .map(|(name, ..)| format!("pacer.{name}"))
+        .map(|f| format!("{}.{}", interface::IMPORT_MODULE, f.name))
         .collect::<Vec<_>>()
         .join(", ");
     let mut names = Vec::new();
     for import in module.imports() {
         let name = format!("{}.{}", import.module(), import.name());
-        let expected = IMPORTS
+        let expected = interface::IMPORTS
             .iter()
-            .find(|(n, ..)| import.module() == "pacer" && *n == import.name());
-        let Some((_, params, results)) = expected else {
+            .find(|f| import.module() == interface::IMPORT_MODULE && f.name == import.name());
+        let Some(function) = expected else {
             return Err(HostError::Incompatible(format!(
                 "it imports `{name}`, which the host does not provide (a policy module may import only {allowed})"
             )));
         };
         match import.ty() {
-            ExternType::Func(ty) if matches(&ty, params, results) => names.push(name),
+            ExternType::Func(ty) if matches(&ty, function) => names.push(name),
             ExternType::Func(ty) => {
                 return Err(HostError::Incompatible(format!(
-                    "import `{name}` has type {}",
-                    signature(&ty)
+                    "import `{name}` has type {}, expected {}",
+                    signature(&ty),
+                    function.signature()
                 )));
             }
             _ => {
@@ -465,6 +450,7 @@ fn check_imports(module: &Module) -> Result<Vec<String>, HostError> {
     Ok(names)
 }
 
+/// Every required export is there with its signature, and so is every optional one present.
 fn check_exports(module: &Module) -> Result<Vec<String>, HostError> {
     let exports: Vec<_> = module
         .exports()
@@ -472,29 +458,27 @@ fn check_exports(module: &Module) -> Result<Vec<String>, HostError> {
         .collect();
     if !exports
         .iter()
-        .any(|(name, ty)| name == "memory" && matches!(ty, ExternType::Memory(_)))
+        .any(|(name, ty)| name == interface::MEMORY && matches!(ty, ExternType::Memory(_)))
     {
         return Err(HostError::Incompatible(
             "it does not export its `memory`".into(),
         ));
     }
-    for (name, params, results) in EXPORTS {
+    for function in interface::EXPORTS {
+        let name = function.name;
         match exports.iter().find(|(n, _)| n == name).map(|(_, ty)| ty) {
-            None => {
+            None if function.is_required() => {
                 return Err(HostError::Incompatible(format!(
                     "it does not export `{name}`"
                 )));
             }
-            Some(ExternType::Func(ty)) if matches(ty, params, results) => {}
+            None => {}
+            Some(ExternType::Func(ty)) if matches(ty, function) => {}
             Some(ExternType::Func(ty)) => {
-                let expected = signature(&FuncType::new(
-                    module.engine(),
-                    params.iter().cloned(),
-                    results.iter().cloned(),
-                ));
                 return Err(HostError::Incompatible(format!(
-                    "export `{name}` has type {}, expected {expected}",
-                    signature(ty)
+                    "export `{name}` has type {}, expected {}",
+                    signature(ty),
+                    function.signature()
                 )));
             }
             Some(_) => {
@@ -505,4 +489,151 @@ fn check_exports(module: &Module) -> Result<Vec<String>, HostError> {
         }
     }
     Ok(exports.into_iter().map(|(name, _)| name).collect())
+}
+
+/// Every optional export that `pacer_features` announces is there.
+fn check_features(exported: &[String], features: i32) -> Result<(), HostError> {
+    let missing: Vec<_> = interface::EXPORTS
+        .iter()
+        .filter(|f| !f.is_required() && features & f.feature != 0)
+        .filter(|f| !exported.iter().any(|name| name == f.name))
+        .map(|f| format!("`{}`", f.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(HostError::Incompatible(format!(
+        "pacer_features() announces {} but the module does not export it",
+        missing.join(", ")
+    )))
+}
+
+/// 6. The typed exports of one instance. Optional exports are bound only where the module
+/// announces them in `pacer_features` and has them.
+pub(crate) struct Exports {
+    /// The instance itself, for raw calls by name (feature `raw`).
+    #[cfg_attr(not(feature = "raw"), allow(dead_code))]
+    pub instance: Instance,
+    pub memory: Memory,
+    pub abi_version: TypedFunc<(), i32>,
+    pub features: TypedFunc<(), i32>,
+    pub alloc: TypedFunc<i32, i32>,
+    pub dealloc: TypedFunc<(i32, i32), ()>,
+    pub configure: TypedFunc<(i32, i32), i32>,
+    pub last_error_ptr: TypedFunc<(), i32>,
+    pub last_error_len: TypedFunc<(), i32>,
+    pub try_acquire: TypedFunc<(i32, i32), i64>,
+    pub reserve: TypedFunc<(i32, i32), i64>,
+    pub available_milli: TypedFunc<i32, i64>,
+    pub on_response: TypedFunc<(i32, i32, i64), i32>,
+    pub next_delay: TypedFunc<(i32, i32, i64), i64>,
+    pub retry_in: TypedFunc<i32, i64>,
+    pub jitter: TypedFunc<(i64, i32), i64>,
+    pub pressure: TypedFunc<(), i32>,
+    pub should_throttle: TypedFunc<(), i32>,
+    pub pool_target: TypedFunc<i32, i32>,
+    pub state_export: TypedFunc<(), i32>,
+    pub state_ptr: TypedFunc<(), i32>,
+    pub state_import: TypedFunc<(i32, i32), i32>,
+    /// `pacer_replace_ns` (feature bit 1).
+    pub replace: Option<TypedFunc<(i32, i32, i64), i64>>,
+    /// `pacer_on_response_sent` (feature bit 2).
+    pub on_response_sent: Option<TypedFunc<(i32, i32, i64, i64), i32>>,
+    /// `pacer_try_acquire_at` (feature bit 3).
+    pub try_acquire_at: Option<TypedFunc<(i64, i32, i32), i64>>,
+    /// `pacer_reserve_at` (feature bit 3).
+    pub reserve_at: Option<TypedFunc<(i64, i32, i32), i64>>,
+    /// `pacer_next_delay_at` (feature bit 3).
+    pub next_delay_at: Option<TypedFunc<(i64, i32, i32, i64), i64>>,
+    /// `pacer_cancel_ns` (feature bit 4).
+    pub cancel: Option<TypedFunc<(i32, i32, i64), i32>>,
+}
+
+impl Exports {
+    fn bind(store: &mut Store<HostState>, instance: Instance) -> wasmtime::Result<Exports> {
+        macro_rules! typed {
+            ($name:literal) => {{
+                debug_assert!(interface::export($name).is_some_and(|f| f.is_required()));
+                instance.get_typed_func(&mut *store, $name)?
+            }};
+        }
+        let memory = instance
+            .get_memory(&mut *store, interface::MEMORY)
+            .ok_or_else(|| wasmtime::format_err!("no exported memory"))?;
+        let features_func: TypedFunc<(), i32> = typed!("pacer_features");
+        store.data_mut().start_call();
+        let features = features_func.call(&mut *store, ())?;
+        macro_rules! optional {
+            ($name:literal) => {{
+                let announced = interface::export($name).map_or(0, |f| f.feature);
+                debug_assert!(announced != 0, "{} is optional", $name);
+                if features & announced != 0 {
+                    instance.get_typed_func(&mut *store, $name).ok()
+                } else {
+                    None
+                }
+            }};
+        }
+        Ok(Exports {
+            instance,
+            memory,
+            abi_version: typed!("pacer_abi_version"),
+            features: features_func,
+            alloc: typed!("pacer_alloc"),
+            dealloc: typed!("pacer_dealloc"),
+            configure: typed!("pacer_configure"),
+            last_error_ptr: typed!("pacer_last_error_ptr"),
+            last_error_len: typed!("pacer_last_error_len"),
+            try_acquire: typed!("pacer_try_acquire"),
+            reserve: typed!("pacer_reserve"),
+            available_milli: typed!("pacer_available_milli"),
+            on_response: typed!("pacer_on_response"),
+            next_delay: typed!("pacer_next_delay_ns"),
+            retry_in: typed!("pacer_retry_in_ns"),
+            jitter: typed!("pacer_jitter_ns"),
+            pressure: typed!("pacer_pressure"),
+            should_throttle: typed!("pacer_should_throttle"),
+            pool_target: typed!("pacer_pool_target"),
+            state_export: typed!("pacer_state_export"),
+            state_ptr: typed!("pacer_state_ptr"),
+            state_import: typed!("pacer_state_import"),
+            replace: optional!("pacer_replace_ns"),
+            on_response_sent: optional!("pacer_on_response_sent"),
+            try_acquire_at: optional!("pacer_try_acquire_at"),
+            reserve_at: optional!("pacer_reserve_at"),
+            next_delay_at: optional!("pacer_next_delay_at"),
+            cancel: optional!("pacer_cancel_ns"),
+        })
+    }
+}
+
+/// A failed instantiation: the error, and the environment handed back.
+pub(crate) type Failed = (HostError, Box<dyn Environment>);
+
+/// A new store and instance with its exports bound; on failure the environment comes back
+/// with the error.
+pub(crate) fn instantiate(
+    module: &PolicyModule,
+    environment: Box<dyn Environment>,
+) -> Result<(Store<HostState>, Exports), Failed> {
+    let mut store = module.runtime.store(environment);
+    let bound = module
+        .pre
+        .instantiate(&mut store)
+        .and_then(|instance| Exports::bind(&mut store, instance));
+    match bound {
+        Ok(exports) => Ok((store, exports)),
+        Err(error) => {
+            let environment = std::mem::replace(&mut store.data_mut().environment, placeholder());
+            Err((
+                HostError::Incompatible(format!("instantiation failed: {error:#}")),
+                environment,
+            ))
+        }
+    }
+}
+
+/// Stands in for the environment while it moves between stores.
+pub(crate) fn placeholder() -> Box<dyn Environment> {
+    Box::new(ScriptedEnvironment::new())
 }

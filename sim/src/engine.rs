@@ -3,6 +3,9 @@
 
 use pacer::exports::{Exports, Host, LogLevel};
 
+/// `pacer_next_delay_ns`'s and `pacer_replace_ns`'s answer while the circuit is open.
+pub const CIRCUIT_OPEN: i64 = pacer::interface::Status::CircuitOpen.code() as i64;
+
 /// What the policy's imports read at the moment of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Reading {
@@ -136,7 +139,7 @@ impl Engine for CoreEngine {
         self.0.on_response(limiter, status, retry_after_ms)
     }
     fn features(&mut self) -> i32 {
-        pacer::exports::FEATURES
+        pacer::interface::FEATURES
     }
     fn replace_ns(&mut self, limiter: i32, cost: i32, due_in_ns: i64) -> i64 {
         self.0.replace_ns(limiter, cost, due_in_ns)

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 
 use pacer::Rng;
 
-use crate::engine::{Engine, Reading};
+use crate::engine::{CIRCUIT_OPEN, Engine, Reading};
 use crate::origin::{Answer, Origin};
 use crate::report::{
     JitterDraws, Report, Series, Summary, linear_histograms, log2_histogram, percentile_ms,
@@ -258,7 +258,7 @@ impl<E: Engine> Simulation<E> {
                 let at = now.saturating_add(delay as u64);
                 self.pending.push(Reverse((at, request, Step::Act)));
             }
-            pacer::exports::CIRCUIT_OPEN => self.refuse(now, request, limiter),
+            CIRCUIT_OPEN => self.refuse(now, request, limiter),
             code => return Err(self.failed_call("next_delay_ns", code)),
         }
         Ok(())
@@ -268,7 +268,7 @@ impl<E: Engine> Simulation<E> {
     /// handed out (feature bit 1), else send it to the origin.
     fn act(&mut self, now: u64, request: u32) -> Result<(), SimulationError> {
         let limiter = self.limiter_of(request);
-        if self.features & pacer::exports::FEATURE_REPLACE != 0 {
+        if self.features & pacer::interface::FEATURE_REPLACE != 0 {
             let cost = i32::try_from(self.scenario.cost).unwrap_or(i32::MAX);
             match self.engine.replace_ns(limiter, cost, 0) {
                 0 => {}
@@ -277,7 +277,7 @@ impl<E: Engine> Simulation<E> {
                     self.pending.push(Reverse((at, request, Step::Act)));
                     return Ok(());
                 }
-                pacer::exports::CIRCUIT_OPEN => {
+                CIRCUIT_OPEN => {
                     self.refuse(now, request, limiter);
                     return Ok(());
                 }
@@ -309,7 +309,7 @@ impl<E: Engine> Simulation<E> {
         let limiter = self.limiter_of(request);
         let sent_at = now - u64::from(self.scenario.latency_ms) * 1_000_000;
         let (status, retry_after_ms) = (answer.status(), answer.retry_after_ms());
-        let code = if self.features & pacer::exports::FEATURE_RESPONSE_SENT != 0 {
+        let code = if self.features & pacer::interface::FEATURE_RESPONSE_SENT != 0 {
             let sent_at = crate::engine::pacer_time(sent_at);
             self.engine
                 .on_response_sent(limiter, status, retry_after_ms, sent_at)

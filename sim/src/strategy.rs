@@ -7,7 +7,7 @@
 
 use pacer::{Limiter, Quota, Rng};
 
-use crate::engine::{Engine, pacer_time};
+use crate::engine::{CIRCUIT_OPEN, Engine, pacer_time};
 
 const NS_PER_S: f64 = 1e9;
 
@@ -80,7 +80,7 @@ impl<E: Engine> Paced<E> {
             delay @ 0.. => Ok(Plan::Send {
                 delay_ns: delay as u64,
             }),
-            pacer::exports::CIRCUIT_OPEN => Ok(Plan::Hold {
+            CIRCUIT_OPEN => Ok(Plan::Hold {
                 retry_in_ns: self.engine.retry_in_ns(group).max(0) as u64,
             }),
             code => Err(format!(
@@ -104,7 +104,7 @@ impl<E: Engine> Strategy for Paced<E> {
     }
 
     fn recheck(&mut self, now: u64, group: usize) -> Result<Plan, String> {
-        if self.features & pacer::exports::FEATURE_REPLACE == 0 {
+        if self.features & pacer::interface::FEATURE_REPLACE == 0 {
             return Ok(Plan::Send { delay_ns: 0 });
         }
         self.at(now);
@@ -123,7 +123,7 @@ impl<E: Engine> Strategy for Paced<E> {
     ) -> Result<(), String> {
         self.at(now);
         let group = group_arg(group);
-        let code = if self.features & pacer::exports::FEATURE_RESPONSE_SENT != 0 {
+        let code = if self.features & pacer::interface::FEATURE_RESPONSE_SENT != 0 {
             self.engine
                 .on_response_sent(group, status, retry_after_ms, pacer_time(sent_at))
         } else {

@@ -1,14 +1,14 @@
 // Drives a pacer ABI v1 module with Node's own WebAssembly (no wasm-bindgen, no npm packages).
 import fs from 'node:fs';
 
-/** The module's i64 parameters, by export, so numbers can be passed as BigInt. */
-const I64_PARAMS = {
-  pacer_on_response: [2],
-  pacer_on_response_sent: [2, 3],
-  pacer_next_delay_ns: [2],
-  pacer_replace_ns: [2],
-  pacer_jitter_ns: [0],
-};
+import { EXPORTS } from '../../www/js/abi-table.js';
+
+/** The module's i64 parameters, by export, so numbers can be passed as BigInt: from the
+ * core's table (www/js/abi-table.js, generated from src/interface.rs). */
+const I64_PARAMS = Object.fromEntries(EXPORTS.map((f) => [
+  f.name,
+  f.params.flatMap((type, i) => (type === 'i64' ? [i] : [])),
+]));
 
 /** Loads `path` and returns a factory of fresh instances sharing one set of import values. */
 export function loadModule(path) {

@@ -1,14 +1,12 @@
 // A user's policy module, loaded with the browser's own WebAssembly and driven through ABI v1
-// (shared/abi-v1.md). The simulator (Rust, www/src/user_module.rs) calls these methods; each
-// returns the export's answer as a Number (i64 crosses into JS as BigInt).
+// (ABI.md). The simulator (Rust, www/src/user_module.rs) calls these methods; each returns the
+// export's answer as a Number (i64 crosses into JS as BigInt). The lists of imports and
+// exports come from the core's table (abi-table.js, generated and checked by a test).
 
-const IMPORTS = ['now_ns', 'memory_used', 'memory_limit', 'random_fill', 'log'];
-const EXPORTS = [
-  'memory', 'pacer_abi_version', 'pacer_alloc', 'pacer_dealloc', 'pacer_configure',
-  'pacer_last_error_ptr', 'pacer_last_error_len', 'pacer_try_acquire', 'pacer_available_milli',
-  'pacer_on_response', 'pacer_next_delay_ns', 'pacer_retry_in_ns', 'pacer_jitter_ns',
-  'pacer_pressure', 'pacer_pool_target',
-];
+import { ABI_VERSION, EXPORTS, IMPORTS, IMPORT_MODULE } from './abi-table.js';
+
+const IMPORT_NAMES = IMPORTS.map((f) => f.name);
+const REQUIRED = ['memory', ...EXPORTS.filter((f) => f.feature === 0).map((f) => f.name)];
 const MAGIC = [0x00, 0x61, 0x73, 0x6d];
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(' ');
 
@@ -27,13 +25,13 @@ export class AbiModule {
       throw new Error(`${name} is not a valid WebAssembly module: ${e.message}`);
     }
     for (const entry of WebAssembly.Module.imports(compiled)) {
-      if (entry.module !== 'pacer' || !IMPORTS.includes(entry.name) || entry.kind !== 'function') {
+      if (entry.module !== IMPORT_MODULE || !IMPORT_NAMES.includes(entry.name) || entry.kind !== 'function') {
         throw new Error(`${name} imports ${entry.module}.${entry.name} (${entry.kind}); an ABI v1 module `
-          + `imports only functions of "pacer": ${IMPORTS.join(', ')}`);
+          + `imports only functions of "${IMPORT_MODULE}": ${IMPORT_NAMES.join(', ')}`);
       }
     }
     const exported = new Set(WebAssembly.Module.exports(compiled).map((e) => e.name));
-    const missing = EXPORTS.filter((e) => !exported.has(e));
+    const missing = REQUIRED.filter((e) => !exported.has(e));
     if (missing.length > 0) {
       throw new Error(`${name} lacks ${missing.join(', ')}: not an ABI v1 policy module`);
     }
@@ -46,8 +44,14 @@ export class AbiModule {
     }
     module.exports = instance.exports;
     const version = module.exports.pacer_abi_version();
-    if (version !== 1) {
-      throw new Error(`${name} implements ABI version ${version}; this page speaks version 1`);
+    if (version !== ABI_VERSION) {
+      throw new Error(`${name} implements ABI version ${version}; this page speaks version ${ABI_VERSION}`);
+    }
+    const features = module.exports.pacer_features();
+    const unbacked = EXPORTS.filter((f) => (features & f.feature) !== 0 && !exported.has(f.name));
+    if (unbacked.length > 0) {
+      throw new Error(`${name} announces ${unbacked.map((f) => f.name).join(', ')} in pacer_features `
+        + 'but does not export them');
     }
     return module;
   }
@@ -111,9 +115,10 @@ export class AbiModule {
   /** `pacer_features`, less any bit whose optional export the module lacks. */
   features() {
     const ex = this.exports;
-    let features = typeof ex.pacer_features === 'function' ? ex.pacer_features() : 0;
-    if (typeof ex.pacer_replace_ns !== 'function') features &= ~1;
-    if (typeof ex.pacer_on_response_sent !== 'function') features &= ~2;
+    let features = ex.pacer_features();
+    for (const f of EXPORTS) {
+      if (f.feature !== 0 && typeof ex[f.name] !== 'function') features &= ~f.feature;
+    }
     return features;
   }
 
