@@ -30,6 +30,7 @@ pub mod memory;
 mod policy;
 pub mod pool;
 mod sandbox;
+mod shared;
 
 pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironment};
 pub use error::HostError;
@@ -38,3 +39,4 @@ pub use pool::{BufferPool, PoolStats, PooledBuffer};
 #[cfg(feature = "raw")]
 pub use sandbox::raw;
 pub use sandbox::{HostState, ModuleInfo, PolicyModule, Runtime, SandboxOptions};
+pub use shared::SharedPolicy;

@@ -100,18 +100,18 @@ impl Policy {
         self.decide("pacer_reserve", |e| &e.reserve, (arg(limiter), arg(cost)))
     }
 
-    /// Hands back a reservation of `cost` tokens that matures in `due_in` ns, if it is still
-    /// the limiter's newest (then FIFO holds for everyone behind it). Returns whether it was
-    /// handed back; a module without `pacer_cancel_ns` keeps every reservation.
-    pub fn cancel(&mut self, limiter: u32, cost: u32, due_in: Nanos) -> Result<bool, HostError> {
+    /// Hands back a reservation of `cost` tokens that matures at `due_at_ns` (on the
+    /// environment's clock, [`Policy::now_ns`]), if it is not yet due and still the
+    /// limiter's newest (then FIFO holds for everyone behind it). Returns whether it was
+    /// handed back; a module without `pacer_cancel` keeps every reservation.
+    pub fn cancel(&mut self, limiter: u32, cost: u32, due_at_ns: i64) -> Result<bool, HostError> {
         if self.exports.cancel.is_none() {
             return Ok(false);
         }
-        let due_in = i64::try_from(due_in).unwrap_or(i64::MAX);
         let handed_back = self.decide(
-            "pacer_cancel_ns",
+            "pacer_cancel",
             |e| e.cancel.as_ref().expect("bound: checked above"),
-            (arg(limiter), arg(cost), due_in),
+            (arg(limiter), arg(cost), due_at_ns),
         )?;
         Ok(handed_back == 1)
     }
@@ -128,10 +128,24 @@ impl Policy {
         cost: u32,
         base: Duration,
     ) -> Result<Schedule, HostError> {
+        let now = self.now_ns();
+        self.next_delay_at(now, limiter, cost, base)
+    }
+
+    /// [`Policy::next_delay`] at `now_ns`, a reading of the environment's clock the caller
+    /// already has (a slot then matures at `now_ns + delay` exactly, on that clock). A module
+    /// without `pacer_next_delay_at` reads the clock itself.
+    pub fn next_delay_at(
+        &mut self,
+        now_ns: i64,
+        limiter: u32,
+        cost: u32,
+        base: Duration,
+    ) -> Result<Schedule, HostError> {
         let base_ns = i64::try_from(base.as_nanos()).unwrap_or(i64::MAX);
         self.maybe_checkpoint()?;
         let delay = if self.exports.next_delay_at.is_some() {
-            let now = self.now_ns();
+            let now = now_ns;
             self.call(
                 "pacer_next_delay_at",
                 |e| e.next_delay_at.as_ref().expect("bound: checked above"),

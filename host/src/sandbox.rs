@@ -545,7 +545,7 @@ pub(crate) struct Exports {
     pub reserve_at: Option<TypedFunc<(i64, i32, i32), i64>>,
     /// `pacer_next_delay_at` (feature bit 3).
     pub next_delay_at: Option<TypedFunc<(i64, i32, i32, i64), i64>>,
-    /// `pacer_cancel_ns` (feature bit 4).
+    /// `pacer_cancel` (feature bit 4).
     pub cancel: Option<TypedFunc<(i32, i32, i64), i32>>,
 }
 
@@ -602,7 +602,7 @@ impl Exports {
             try_acquire_at: optional!("pacer_try_acquire_at"),
             reserve_at: optional!("pacer_reserve_at"),
             next_delay_at: optional!("pacer_next_delay_at"),
-            cancel: optional!("pacer_cancel_ns"),
+            cancel: optional!("pacer_cancel"),
         })
     }
 }

@@ -71,7 +71,12 @@ fn the_host_sees_every_feature_the_core_announces() {
     assert_eq!(policy.reserve(0, 1).expect("reserve"), 0);
     let due_in = policy.reserve(0, 1).expect("reserve");
     assert_eq!(due_in, 1_000_000_000);
-    assert!(policy.cancel(0, 1, due_in).expect("cancel"));
+    let due_at = policy.now_ns() + 1_000_000_000;
+    assert!(
+        !policy.cancel(0, 1, due_at - 1).expect("cancel"),
+        "not that slot"
+    );
+    assert!(policy.cancel(0, 1, due_at).expect("cancel"));
     assert_eq!(
         policy.reserve(0, 1).expect("reserve"),
         due_in,
