@@ -7,7 +7,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
 .PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
-	browser-tests doc wasm www wasm-bindgen-cli chromium nginx
+	browser-tests doc wasm www wasm-bindgen-cli chromium nginx examples
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -31,7 +31,7 @@ schedule:
 ## test: formatting, clippy (native + wasm32), the modules, all Rust tests and doctests (the
 ## host's replay dist/pacer.wasm in wasmtime), the Node conformance runner, the page in
 ## headless Chromium, docs
-test: setup fmt-check clippy wasm-check wasm unit-tests node-tests www browser-tests doc
+test: setup fmt-check clippy wasm-check wasm unit-tests node-tests examples www browser-tests doc
 
 ## setup: the wasm32 target (asks rustup only when it is missing)
 setup:
@@ -114,6 +114,21 @@ unit-tests: wasm nginx
 	$(CARGO) test --workspace --locked
 	@# The bucket rule's property test: as many random sequences as fit in 60 s, with the count.
 	$(CARGO) test -p pacer --test bucket_rule --locked -- --ignored --nocapture
+
+## examples: the three embedding examples, each against dist/pacer.wasm: Rust (pacer-host,
+## 16 tokio tasks), Node's WebAssembly (the example in ABI.md), Python (PyPI's wasmtime)
+examples: wasm target/py/.installed
+	$(CARGO) run --quiet --locked -p pacer-host --features tokio --example embed
+	node examples/node/embed.mjs dist/pacer.wasm
+	target/py/bin/python examples/python/embed.py dist/pacer.wasm
+
+## python: a venv with PyPI's wasmtime (pinned in examples/python/requirements.txt), once
+target/py/.installed: examples/python/requirements.txt
+	@command -v python3 >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3; }
+	python3 -m venv target/py || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv \
+		&& python3 -m venv target/py; }
+	target/py/bin/pip install --quiet -r examples/python/requirements.txt
+	@touch $@
 
 ## node-tests: the shared vectors and hostile inputs on Node's own WebAssembly engine
 node-tests: wasm

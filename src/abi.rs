@@ -216,8 +216,8 @@ pub extern "C" fn pacer_next_delay_at(now_ns: i64, limiter: i32, cost: i32, base
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn pacer_cancel_ns(limiter: i32, cost: i32, due_in_ns: i64) -> i32 {
-    exports().cancel_ns(limiter, cost, due_in_ns)
+pub extern "C" fn pacer_cancel(limiter: i32, cost: i32, due_at_ns: i64) -> i32 {
+    exports().cancel(limiter, cost, due_at_ns)
 }
 
 #[unsafe(no_mangle)]

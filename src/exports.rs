@@ -108,7 +108,7 @@ impl<H: Host> Exports<H> {
         self.try_acquire_when(None, limiter, cost)
     }
 
-    /// `pacer_try_acquire_at` (feature bit 3): `pacer_try_acquire` at `now_ns`, which goes
+    /// `pacer_try_acquire_at` (feature bit 4): `pacer_try_acquire` at `now_ns`, which goes
     /// through the same monotonic guard as the `now_ns` import (hosts may mix the two).
     pub fn try_acquire_at(&mut self, now_ns: i64, limiter: i32, cost: i32) -> i64 {
         self.try_acquire_when(Some(now_ns), limiter, cost)
@@ -132,7 +132,7 @@ impl<H: Host> Exports<H> {
         self.reserve_when(None, limiter, cost)
     }
 
-    /// `pacer_reserve_at` (feature bit 3): `pacer_reserve` at `now_ns`.
+    /// `pacer_reserve_at` (feature bit 4): `pacer_reserve` at `now_ns`.
     pub fn reserve_at(&mut self, now_ns: i64, limiter: i32, cost: i32) -> i64 {
         self.reserve_when(Some(now_ns), limiter, cost)
     }
@@ -212,7 +212,7 @@ impl<H: Host> Exports<H> {
         self.next_delay_when(None, limiter, cost, base_ns)
     }
 
-    /// `pacer_next_delay_at` (feature bit 3): `pacer_next_delay_ns` at `now_ns`.
+    /// `pacer_next_delay_at` (feature bit 4): `pacer_next_delay_ns` at `now_ns`.
     pub fn next_delay_at(&mut self, now_ns: i64, limiter: i32, cost: i32, base_ns: i64) -> i64 {
         self.next_delay_when(Some(now_ns), limiter, cost, base_ns)
     }
@@ -245,14 +245,18 @@ impl<H: Host> Exports<H> {
         self.finish(result)
     }
 
-    /// `pacer_cancel_ns` (feature bit 4): hands back a reservation of `cost` tokens that
-    /// matures in `due_in_ns`, if it is still the limiter's newest (nothing taken since): `1`
-    /// handed back, `0` kept (its tokens stay spent).
-    pub fn cancel_ns(&mut self, limiter: i32, cost: i32, due_in_ns: i64) -> i32 {
+    /// `pacer_cancel` (feature bit 8): hands back a reservation of `cost` tokens that
+    /// matures at `due_at_ns` (on the `now_ns` clock), if it is still the limiter's newest
+    /// (nothing taken since) and not yet due: `1` handed back, `0` kept (its tokens stay spent).
+    pub fn cancel(&mut self, limiter: i32, cost: i32, due_at_ns: i64) -> i32 {
         let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
             let cost = cost_arg(cost)?;
-            let due_in = non_negative(due_in_ns, "due_in_ns")?;
-            Ok(i32::from(policy.cancel(now, index, cost, due_in)?))
+            Ok(i32::from(policy.cancel(
+                now,
+                index,
+                cost,
+                host_time(due_at_ns),
+            )?))
         });
         self.finish(result)
     }

@@ -20,7 +20,7 @@ pub const FEATURE_REPLACE: i32 = 1 << 0;
 pub const FEATURE_RESPONSE_SENT: i32 = 1 << 1;
 /// `pacer_features` bit: the `*_at` decisions take `now_ns` as their first argument.
 pub const FEATURE_NOW_ARGUMENT: i32 = 1 << 2;
-/// `pacer_features` bit: `pacer_cancel_ns` hands back the newest reservation.
+/// `pacer_features` bit: `pacer_cancel` hands back the newest reservation.
 pub const FEATURE_CANCEL: i32 = 1 << 3;
 /// Every optional export this module has, as `pacer_features` announces them.
 pub const FEATURES: i32 =
@@ -167,7 +167,7 @@ pub const EXPORTS: &[Function] = &[
         &[I64],
         FEATURE_NOW_ARGUMENT,
     ),
-    optional("pacer_cancel_ns", &[I32, I32, I64], &[I32], FEATURE_CANCEL),
+    optional("pacer_cancel", &[I32, I32, I64], &[I32], FEATURE_CANCEL),
 ];
 
 /// The export called `name`, if ABI v1 has one.

@@ -90,16 +90,15 @@ impl Limiter {
         Ok(self.reserve_at(now, self.placement(now), cost))
     }
 
-    /// Hands back a reservation of `cost` tokens (checked by the caller) that matures
-    /// `due_in` ns from `now`, if it is the newest: the bucket's time still matures exactly
-    /// then, which every later reservation, admission or pause would have moved (each moves
-    /// it by at least 1 ns). A reservation that waited on nothing but its placement (jitter, a
-    /// pause) cannot be told from an older one, so it is kept. Returns whether it was handed
-    /// back.
-    pub fn cancel(&mut self, now: Nanos, cost: u32, due_in: Nanos) -> bool {
-        let due = u128::from(now.saturating_add(due_in));
+    /// Hands back a reservation of `cost` tokens (checked by the caller) that matures at
+    /// `due_at`, if it is not yet due and is the newest: the bucket's time still matures
+    /// exactly then, which every later reservation, admission or pause would have moved (each
+    /// moves it by at least 1 ns). A reservation that waited on nothing but its placement
+    /// (jitter, a pause) cannot be told from an older one, so it is kept. Returns whether it
+    /// was handed back.
+    pub fn cancel(&mut self, now: Nanos, cost: u32, due_at: Nanos) -> bool {
         let matures = ceil_ns_wide(self.tat.saturating_sub(self.quota.capacity()));
-        if due_in == 0 || matures != due {
+        if due_at <= now || matures != u128::from(due_at) {
             return false;
         }
         self.tat = self.tat.saturating_sub(times(self.quota.interval(), cost));

@@ -355,21 +355,21 @@ impl Policy {
         Ok(Schedule::Act { delay: due_in })
     }
 
-    /// Hands back a reservation of `cost` tokens that matures `due_in` ns from now, if it is
-    /// still the limiter's newest: nothing was taken or reserved since, and no pause began.
-    /// Then the bucket is as if it had never been made, and FIFO holds for everyone behind.
-    /// Returns whether it was handed back; otherwise its tokens stay spent.
+    /// Hands back a reservation of `cost` tokens that matures at `due_at`, if it is not yet
+    /// due and still the limiter's newest: nothing was taken or reserved since, and no pause
+    /// began. Then the bucket is as if it had never been made, and FIFO holds for everyone
+    /// behind. Returns whether it was handed back; otherwise its tokens stay spent.
     pub fn cancel(
         &mut self,
         now: Nanos,
         limiter: usize,
         cost: u32,
-        due_in: Nanos,
+        due_at: Nanos,
     ) -> Result<bool, Error> {
         let now = self.clock.observe(now);
         let slot = self.slot(limiter)?;
         slot.quota.check_cost(cost)?;
-        Ok(slot.touch(now).cancel(now, cost, due_in))
+        Ok(slot.touch(now).cancel(now, cost, due_at))
     }
 
     /// While the circuit refuses: ns until asking again can succeed; else 0.

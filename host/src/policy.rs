@@ -25,6 +25,8 @@ pub struct Policy {
     /// Limiters in `config`: `available_milli` can be negative (debt), so the handle checks
     /// indices itself rather than read small negatives as error codes.
     limiters: usize,
+    /// Their names, in order.
+    limiter_names: Vec<String>,
     checkpoint: Option<Vec<u8>>,
     decisions_since_checkpoint: u32,
 }
@@ -46,6 +48,7 @@ impl Policy {
             exports,
             config: None,
             limiters: 0,
+            limiter_names: Vec::new(),
             checkpoint: None,
             decisions_since_checkpoint: 0,
         })
@@ -386,11 +389,19 @@ impl Policy {
     }
 
     fn remember_config(&mut self, json: &str) {
-        let limiters = serde_json::from_str::<serde_json::Value>(json)
-            .ok()
-            .and_then(|config| config.get("limiters")?.as_array().map(Vec::len));
-        self.limiters = limiters.unwrap_or(0);
+        // The module accepted it, so the core parses it too.
+        self.limiter_names = pacer::Config::from_json(json)
+            .map(|config| config.limiters.into_iter().map(|l| l.name).collect())
+            .unwrap_or_default();
+        self.limiters = self.limiter_names.len();
         self.config = Some(json.to_string());
+    }
+
+    /// The index of the limiter called `name` in the config in force: limiters are addressed
+    /// by index, and this is an embedder's lookup by name.
+    pub fn limiter_index(&self, name: &str) -> Option<u32> {
+        let index = self.limiter_names.iter().position(|n| n == name)?;
+        u32::try_from(index).ok()
     }
 
     fn decide<P: WasmParams, R: WasmResults + Into<i64>>(

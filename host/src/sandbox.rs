@@ -539,13 +539,13 @@ pub(crate) struct Exports {
     pub replace: Option<TypedFunc<(i32, i32, i64), i64>>,
     /// `pacer_on_response_sent` (feature bit 2).
     pub on_response_sent: Option<TypedFunc<(i32, i32, i64, i64), i32>>,
-    /// `pacer_try_acquire_at` (feature bit 3).
+    /// `pacer_try_acquire_at` (feature bit 4).
     pub try_acquire_at: Option<TypedFunc<(i64, i32, i32), i64>>,
-    /// `pacer_reserve_at` (feature bit 3).
+    /// `pacer_reserve_at` (feature bit 4).
     pub reserve_at: Option<TypedFunc<(i64, i32, i32), i64>>,
-    /// `pacer_next_delay_at` (feature bit 3).
+    /// `pacer_next_delay_at` (feature bit 4).
     pub next_delay_at: Option<TypedFunc<(i64, i32, i32, i64), i64>>,
-    /// `pacer_cancel` (feature bit 4).
+    /// `pacer_cancel` (feature bit 8).
     pub cancel: Option<TypedFunc<(i32, i32, i64), i32>>,
 }
 

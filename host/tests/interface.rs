@@ -68,6 +68,12 @@ fn the_host_sees_every_feature_the_core_announces() {
     policy
         .configure(r#"{"limiters":[{"name":"a","tokens_per_hour":3600,"burst":1,"initial":1}]}"#)
         .expect("config");
+    assert_eq!(
+        policy.limiter_index("a"),
+        Some(0),
+        "an embedder's lookup by name"
+    );
+    assert_eq!(policy.limiter_index("b"), None);
     assert_eq!(policy.reserve(0, 1).expect("reserve"), 0);
     let due_in = policy.reserve(0, 1).expect("reserve");
     assert_eq!(due_in, 1_000_000_000);
