@@ -72,6 +72,38 @@ fn decisions(c: &mut Criterion) {
             black_box(version.call(&mut store, ()))
         })
     });
+    // The parts of a hosted decision: the host's clock read, and the typed call that takes
+    // the time as an argument (`pacer_try_acquire_at`) on a raw instance.
+    group.bench_function("host_clock_read", |b| {
+        let mut environment = SystemEnvironment::detect();
+        b.iter(|| black_box(pacer_host::Environment::now_ns(&mut environment)))
+    });
+    group.bench_function("raw_try_acquire_at", |b| {
+        let mut store =
+            pacer_host::raw::store(&runtime, Box::new(SystemEnvironment::detect()));
+        let instance = pacer_host::raw::instance_pre(&module)
+            .instantiate(&mut store)
+            .expect("instance");
+        let memory = instance.get_memory(&mut store, "memory").expect("memory");
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "pacer_alloc")
+            .expect("export");
+        let configure = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "pacer_configure")
+            .expect("export");
+        let ptr = alloc.call(&mut store, CONFIG.len() as i32).expect("alloc");
+        memory
+            .write(&mut store, ptr as usize, CONFIG.as_bytes())
+            .expect("write");
+        assert_eq!(configure.call(&mut store, (ptr, CONFIG.len() as i32)).expect("call"), 0);
+        let try_acquire_at = instance
+            .get_typed_func::<(i64, i32, i32), i64>(&mut store, "pacer_try_acquire_at")
+            .expect("export");
+        b.iter(|| {
+            pacer_host::raw::start_call(&mut store);
+            black_box(try_acquire_at.call(&mut store, (now() as i64, 0, black_box(1))))
+        })
+    });
     group.bench_function("native", |b| {
         let mut policy = native();
         b.iter(|| black_box(policy.try_acquire(now(), 0, black_box(1))))
