@@ -346,7 +346,7 @@ impl<'a> Section<'a> {
         };
         integer.filter(|i| (min..=max).contains(i)).ok_or_else(|| {
             let max = if max == u64::MAX {
-                "any".to_string()
+                "18446744073709551615 (2^64 - 1)".to_string()
             } else {
                 max.to_string()
             };

@@ -266,3 +266,122 @@ fn a_restarted_run_honours_the_pause_its_predecessor_saved() {
     third.wait().expect("reaped");
     assert_eq!(requests(), 2, "a fresh run asks at once");
 }
+
+/// Runs `pacer` with `args` from a directory outside the checkout, with a time limit, and
+/// returns (success, stdout, stderr).
+fn pacer_elsewhere(args: &[&str]) -> (bool, String, String) {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pacer runs");
+    let started = Instant::now();
+    while child.try_wait().expect("status").is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("pacer {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+#[test]
+fn zero_workers_is_refused_not_a_hang() {
+    let (ok, _, stderr) = pacer_elsewhere(&["run", "--workers", "0", "--files", "1"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--workers: must be at least 1, got 0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn origin_flags_out_of_range_name_the_flag() {
+    let (ok, _, stderr) = pacer_elsewhere(&["run", "--origin-burst", "0", "--files", "1"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--origin-burst: must be from 1 to 2147483647, got 0"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("limiters[0]"),
+        "a field the user never wrote: {stderr}"
+    );
+    let (ok, _, stderr) = pacer_elsewhere(&["origin", "--origin-rate", "0", "--port", "0"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--origin-rate: must be from 0.0001"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_default_policy_is_found_from_anywhere_and_named_plainly() {
+    // Run from a folder outside the checkout: the module beside the binary is found, and its
+    // path is printed without `..`.
+    let out = tempfile::tempdir().expect("temp dir");
+    let out_arg = out.path().join("downloads");
+    let (ok, stdout, stderr) = pacer_elsewhere(&[
+        "run",
+        "--files",
+        "2",
+        "--file-size",
+        "1000",
+        "--origin-rate",
+        "36000",
+        "--out",
+        out_arg.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(ok, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("policy "))
+        .unwrap_or_else(|| panic!("no policy line: {stdout}"));
+    assert!(line.contains("dist/pacer.wasm"), "{line}");
+    assert!(!line.contains(".."), "{line}");
+}
+
+#[test]
+fn a_config_number_out_of_range_names_the_real_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"limiters":[{"name":"a","tokens_per_hour":90}],"jitter":{"max_ms":1e308}}"#,
+    )
+    .expect("write");
+    let (ok, _, stderr) = pacer(&[
+        "check",
+        "dist/pacer.wasm",
+        "--config",
+        config.to_str().expect("UTF-8"),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("jitter.max_ms: must be an integer from 0 to 18446744073709551615"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_and_scorecard_find_the_checkout_from_anywhere() {
+    let (ok, stdout, stderr) =
+        pacer_elsewhere(&["simulate", "--scorecard", "--seeds", "1", "--json"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("herd"),
+        "every scenario in sim/scenarios: {stdout}"
+    );
+}

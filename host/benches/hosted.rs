@@ -79,8 +79,7 @@ fn decisions(c: &mut Criterion) {
         b.iter(|| black_box(pacer_host::Environment::now_ns(&mut environment)))
     });
     group.bench_function("raw_try_acquire_at", |b| {
-        let mut store =
-            pacer_host::raw::store(&runtime, Box::new(SystemEnvironment::detect()));
+        let mut store = pacer_host::raw::store(&runtime, Box::new(SystemEnvironment::detect()));
         let instance = pacer_host::raw::instance_pre(&module)
             .instantiate(&mut store)
             .expect("instance");
@@ -95,7 +94,12 @@ fn decisions(c: &mut Criterion) {
         memory
             .write(&mut store, ptr as usize, CONFIG.as_bytes())
             .expect("write");
-        assert_eq!(configure.call(&mut store, (ptr, CONFIG.len() as i32)).expect("call"), 0);
+        assert_eq!(
+            configure
+                .call(&mut store, (ptr, CONFIG.len() as i32))
+                .expect("call"),
+            0
+        );
         let try_acquire_at = instance
             .get_typed_func::<(i64, i32, i32), i64>(&mut store, "pacer_try_acquire_at")
             .expect("export");

@@ -41,6 +41,21 @@ pub struct OriginArgs {
 
 impl OriginArgs {
     fn options(&self) -> Result<OriginOptions, String> {
+        if !(pacer::quota::MIN_TOKENS_PER_HOUR..=pacer::quota::MAX_TOKENS_PER_HOUR)
+            .contains(&self.origin_rate)
+        {
+            return Err(format!(
+                "--origin-rate: must be from 0.0001 to 3.6e12 requests an hour, got {}",
+                self.origin_rate
+            ));
+        }
+        if !(1..=pacer::quota::MAX_BURST).contains(&self.origin_burst) {
+            return Err(format!(
+                "--origin-burst: must be from 1 to {}, got {}",
+                pacer::quota::MAX_BURST,
+                self.origin_burst
+            ));
+        }
         for (name, rate) in [
             ("--error-rate", self.error_rate),
             ("--reset-rate", self.reset_rate),
@@ -94,6 +109,9 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
 }
 
 async fn run_async(args: &RunArgs) -> Result<(), String> {
+    if args.workers == 0 {
+        return Err("--workers: must be at least 1, got 0".into());
+    }
     let module_path = match &args.policy {
         Some(path) => path.clone(),
         None => default_module()
@@ -164,7 +182,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         None => Arc::new(Quiet),
     };
     let mut options = PipelineOptions::new(url.clone(), &args.out);
-    options.workers = args.workers.max(1);
+    options.workers = args.workers;
     options.state_file = Some(state_path.clone());
     // Retry-After is honoured up to the policy's own longest backoff.
     if let Ok(parsed) = pacer::Config::from_json(&config) {
@@ -254,13 +272,7 @@ fn resume(policy: &mut Policy, path: &Path, ahead_ns: &AtomicI64) -> Option<Dura
 }
 
 fn default_module() -> Option<PathBuf> {
-    let beside_exe = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join("../../dist/pacer.wasm")));
-    [Some(PathBuf::from("dist/pacer.wasm")), beside_exe]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
+    crate::simulate::in_checkout("dist/pacer.wasm")
 }
 
 fn rate(summary: &Summary) -> f64 {

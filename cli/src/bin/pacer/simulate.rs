@@ -6,11 +6,25 @@ use std::path::{Path, PathBuf};
 use pacer_cli::site::Site;
 use pacer_sim::{CoreEngine, Scenario, Simulation};
 
-/// The page's directory in this checkout (`make www` fills its `pkg/` and `vendor/`).
-pub const WWW_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../www");
+/// The page's directory in a checkout (`make www` fills its `pkg/` and `vendor/`).
+const WWW_DIR: &str = "www";
 
-/// The scorecard's scenarios in this checkout.
-pub const SCENARIOS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/scenarios");
+/// The scorecard's scenarios in a checkout.
+const SCENARIOS_DIR: &str = "sim/scenarios";
+
+/// `relative` (a path inside a pacer checkout) under the current directory, else under the
+/// checkout this binary was built in (`target/<profile>/pacer` is two levels down): nothing
+/// about the build machine is baked in.
+pub fn in_checkout(relative: &str) -> Option<PathBuf> {
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("../..").join(relative)));
+    let found = [Some(PathBuf::from(relative)), beside_exe]
+        .into_iter()
+        .flatten()
+        .find(|path| path.exists())?;
+    Some(std::fs::canonicalize(&found).unwrap_or(found))
+}
 
 /// Reads a scenario file (`-` = stdin).
 fn read_scenario(path: &Path) -> Result<Scenario, String> {
@@ -60,8 +74,9 @@ pub fn scorecard(scenario: Option<&Path>, seeds: u64, json: bool) -> Result<(), 
     let paths = match scenario {
         Some(path) => vec![path.to_path_buf()],
         None => {
-            let dir = Path::new(SCENARIOS_DIR);
-            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            let dir = in_checkout(SCENARIOS_DIR)
+                .ok_or("no sim/scenarios here or beside this binary: pass --scenario FILE")?;
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(|e| format!("{}: {e}", dir.display()))?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
                 .filter(|path| path.extension().is_some_and(|e| e == "json"))
@@ -100,7 +115,11 @@ pub fn scorecard(scenario: Option<&Path>, seeds: u64, json: bool) -> Result<(), 
 
 /// Serves the page until Ctrl-C.
 pub fn serve(dir: Option<&Path>, port: u16) -> Result<(), String> {
-    let root = dir.map_or_else(|| PathBuf::from(WWW_DIR), Path::to_path_buf);
+    let root = match dir {
+        Some(dir) => dir.to_path_buf(),
+        None => in_checkout(WWW_DIR)
+            .ok_or("no www/ here or beside this binary: pass --dir with the page's folder")?,
+    };
     let root = root
         .canonicalize()
         .map_err(|e| format!("{}: {e}", root.display()))?;
