@@ -1,7 +1,7 @@
 //! Prints a paced download schedule: three workers sharing the guide's natural pace (90 items
 //! an hour, 3 at once), on a virtual clock, with a 429 + Retry-After partway through.
 //!
-//! Run with `make run` (or `cargo run --example schedule`).
+//! Run with `make schedule` (or `cargo run --example schedule`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
