@@ -135,6 +135,36 @@ fn decisions(c: &mut Criterion) {
     group.finish();
 }
 
+/// One instance shared by 16 threads (as tokio tasks share it): the time per decision with the
+/// lock contended, beside one thread alone on the same handle.
+fn contention(c: &mut Criterion) {
+    let runtime = runtime(true, true);
+    let module = runtime.load(&module_bytes()).expect("module");
+    let mut group = c.benchmark_group("shared_try_acquire");
+    for threads in [1u64, 16] {
+        group.bench_function(format!("{threads}_threads"), |b| {
+            let shared = pacer_host::SharedPolicy::new(hosted(&module));
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(threads);
+                let started = std::time::Instant::now();
+                std::thread::scope(|scope| {
+                    for _ in 0..threads {
+                        let shared = shared.clone();
+                        scope.spawn(move || {
+                            for _ in 0..per_thread {
+                                black_box(shared.lock().try_acquire(0, 1).expect("decision"));
+                            }
+                        });
+                    }
+                });
+                // Per decision: all threads' decisions over the wall-clock time they took.
+                started.elapsed().mul_f64(iters as f64 / (per_thread * threads) as f64)
+            })
+        });
+    }
+    group.finish();
+}
+
 fn instantiation(c: &mut Criterion) {
     let bytes = module_bytes();
     let mut group = c.benchmark_group("instantiate");
@@ -179,5 +209,5 @@ fn instantiation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decisions, instantiation);
+criterion_group!(benches, decisions, contention, instantiation);
 criterion_main!(benches);
