@@ -38,6 +38,36 @@ fn hosted(module: &PolicyModule) -> Policy {
     policy
 }
 
+/// A raw instance of `module` on the real clock, configured with [`CONFIG`].
+fn raw_instance(
+    runtime: &Runtime,
+    module: &PolicyModule,
+) -> (wasmtime::Store<pacer_host::HostState>, wasmtime::Instance) {
+    let mut store = pacer_host::raw::store(runtime, Box::new(SystemEnvironment::detect()));
+    let instance = pacer_host::raw::instance_pre(module)
+        .instantiate(&mut store)
+        .expect("instance");
+    let memory = instance.get_memory(&mut store, "memory").expect("memory");
+    let alloc = instance
+        .get_typed_func::<i32, i32>(&mut store, "pacer_alloc")
+        .expect("export");
+    let configure = instance
+        .get_typed_func::<(i32, i32), i32>(&mut store, "pacer_configure")
+        .expect("export");
+    let len = CONFIG.len() as i32;
+    pacer_host::raw::start_call(&mut store);
+    let ptr = alloc.call(&mut store, len).expect("alloc");
+    memory
+        .write(&mut store, ptr as usize, CONFIG.as_bytes())
+        .expect("write");
+    pacer_host::raw::start_call(&mut store);
+    assert_eq!(
+        configure.call(&mut store, (ptr, len)).expect("configure"),
+        0
+    );
+    (store, instance)
+}
+
 fn native() -> pacer::Policy {
     let mut limiter = LimiterConfig::new("bench", 3.6e12);
     limiter.burst = Some(1_000_000);
@@ -79,33 +109,26 @@ fn decisions(c: &mut Criterion) {
         b.iter(|| black_box(pacer_host::Environment::now_ns(&mut environment)))
     });
     group.bench_function("raw_try_acquire_at", |b| {
-        let mut store = pacer_host::raw::store(&runtime, Box::new(SystemEnvironment::detect()));
-        let instance = pacer_host::raw::instance_pre(&module)
-            .instantiate(&mut store)
-            .expect("instance");
-        let memory = instance.get_memory(&mut store, "memory").expect("memory");
-        let alloc = instance
-            .get_typed_func::<i32, i32>(&mut store, "pacer_alloc")
-            .expect("export");
-        let configure = instance
-            .get_typed_func::<(i32, i32), i32>(&mut store, "pacer_configure")
-            .expect("export");
-        let ptr = alloc.call(&mut store, CONFIG.len() as i32).expect("alloc");
-        memory
-            .write(&mut store, ptr as usize, CONFIG.as_bytes())
-            .expect("write");
-        assert_eq!(
-            configure
-                .call(&mut store, (ptr, CONFIG.len() as i32))
-                .expect("call"),
-            0
-        );
+        let (mut store, instance) = raw_instance(&runtime, &module);
         let try_acquire_at = instance
             .get_typed_func::<(i64, i32, i32), i64>(&mut store, "pacer_try_acquire_at")
             .expect("export");
+        let mut environment = SystemEnvironment::detect();
         b.iter(|| {
             pacer_host::raw::start_call(&mut store);
-            black_box(try_acquire_at.call(&mut store, (now() as i64, 0, black_box(1))))
+            let now = pacer_host::Environment::now_ns(&mut environment);
+            black_box(try_acquire_at.call(&mut store, (now, 0, black_box(1))))
+        })
+    });
+    // The same decision with the clock read through the `now_ns` import instead.
+    group.bench_function("raw_try_acquire_import", |b| {
+        let (mut store, instance) = raw_instance(&runtime, &module);
+        let try_acquire = instance
+            .get_typed_func::<(i32, i32), i64>(&mut store, "pacer_try_acquire")
+            .expect("export");
+        b.iter(|| {
+            pacer_host::raw::start_call(&mut store);
+            black_box(try_acquire.call(&mut store, (0, black_box(1))))
         })
     });
     group.bench_function("native", |b| {
@@ -152,13 +175,16 @@ fn contention(c: &mut Criterion) {
                         let shared = shared.clone();
                         scope.spawn(move || {
                             for _ in 0..per_thread {
-                                black_box(shared.lock().try_acquire(0, 1).expect("decision"));
+                                let _ =
+                                    black_box(shared.lock().try_acquire(0, 1).expect("decision"));
                             }
                         });
                     }
                 });
                 // Per decision: all threads' decisions over the wall-clock time they took.
-                started.elapsed().mul_f64(iters as f64 / (per_thread * threads) as f64)
+                started
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_thread * threads) as f64)
             })
         });
     }

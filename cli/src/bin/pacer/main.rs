@@ -21,6 +21,8 @@ mod simulate;
 use pacer::{Decision, Schedule};
 use pacer_host::memory::MemorySource;
 use pacer_host::{HostError, Policy, Runtime, SandboxOptions, ScriptedEnvironment};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 /// The config `pacer check` uses when none is given: the guide's natural download pace.
 const SAMPLE_CONFIG: &str =
@@ -85,11 +87,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // RUST_LOG as targets and levels (e.g. `pacer::module=debug,warn`); warnings by default.
+    // `Targets` parses it without the regex engine EnvFilter needs: a faster cold build.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::WARN));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
         .with_writer(std::io::stderr)
+        .finish()
+        .with(filter)
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
