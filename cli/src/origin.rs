@@ -216,7 +216,6 @@ async fn file(
     let cut_at = reset.then_some(entry.listed.size / 2);
     if reset {
         stats.resets.fetch_add(1, Relaxed);
-    } else {
     }
     let body = body_stream(
         shared.options.seed,

@@ -6,14 +6,32 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+/// Runs `pacer` with `args` from the checkout, as a user would.
 fn pacer(args: &[&str]) -> (bool, String, String) {
+    pacer_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."), args)
+}
+
+/// Runs `pacer` with `args` from `dir`, with its own compile cache and a time limit, and
+/// returns (success, stdout, stderr).
+fn pacer_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
-    let output = Command::new(env!("CARGO_BIN_EXE_pacer"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
         .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(dir)
         .env("XDG_CACHE_HOME", cache)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("pacer runs");
+    let started = Instant::now();
+    while child.try_wait().expect("status").is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("pacer {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
     (
         output.status.success(),
@@ -267,34 +285,10 @@ fn a_restarted_run_honours_the_pause_its_predecessor_saved() {
     assert_eq!(requests(), 2, "a fresh run asks at once");
 }
 
-/// Runs `pacer` with `args` from a directory outside the checkout, with a time limit, and
-/// returns (success, stdout, stderr).
+/// Runs `pacer` with `args` from a folder outside the checkout.
 fn pacer_elsewhere(args: &[&str]) -> (bool, String, String) {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-        .args(args)
-        .current_dir(dir.path())
-        .env("XDG_CACHE_HOME", cache)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pacer runs");
-    let started = Instant::now();
-    while child.try_wait().expect("status").is_none() {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("pacer {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("output");
-    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
-    (
-        output.status.success(),
-        text(output.stdout),
-        text(output.stderr),
-    )
+    pacer_in(dir.path(), args)
 }
 
 #[test]

@@ -278,8 +278,8 @@ impl Runtime {
         Ok((module, false))
     }
 
-    /// 5. A store with this runtime's memory limit and call deadline. Before each call, start
-    /// its deadline with [`HostState::start_call`]. Public only with feature `raw`, for
+    /// Step 5: a store with this runtime's memory limit and call deadline. Before each call,
+    /// start its deadline with [`HostState::start_call`]. Public only with feature `raw`, for
     /// benchmarks and conformance tools; [`crate::Policy`] does this for you.
     pub(crate) fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
         let limits = StoreLimitsBuilder::new()
@@ -508,8 +508,8 @@ fn check_features(exported: &[String], features: i32) -> Result<(), HostError> {
     )))
 }
 
-/// 6. The typed exports of one instance. Optional exports are bound only where the module
-/// announces them in `pacer_features` and has them.
+/// Step 6: the typed exports of one instance. Optional exports are bound only where the
+/// module announces them in `pacer_features` and has them.
 pub(crate) struct Exports {
     /// The instance itself, for raw calls by name (feature `raw`).
     #[cfg_attr(not(feature = "raw"), allow(dead_code))]

@@ -1,37 +1,11 @@
-//! Helpers shared by the host's test files.
+//! Helpers shared by the CLI's test files: the host's, and a scripted origin.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-
-use pacer_host::{PolicyModule, Runtime, SandboxOptions};
-
-/// The real module; `make wasm` (and so `make test`) builds it first.
-pub fn module_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/pacer.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make wasm` (make test does)",
-        path.display()
-    );
-    path
-}
-
-/// An engine with a compile cache shared by all host tests: the module compiles once.
-pub fn runtime() -> Runtime {
-    let cache_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("pacer-cache"));
-    Runtime::new(SandboxOptions {
-        cache_dir,
-        ..SandboxOptions::default()
-    })
-    .expect("engine")
-}
-
-/// The real module, loaded and checked on `runtime`.
-pub fn real_module(runtime: &Runtime) -> PolicyModule {
-    runtime
-        .load_file(&module_path())
-        .expect("dist/pacer.wasm loads")
-}
+// The module helpers are the host's own.
+#[path = "../../../host/tests/common/mod.rs"]
+mod host;
+#[allow(unused_imports)]
+pub use host::{module_path, real_module, runtime};
 
 /// A tiny HTTP origin for tests whose answers a script decides: `/index.json` lists `files`
 /// empty files; each `/files/<name>` request is answered by `answer(n)` (n counts file
