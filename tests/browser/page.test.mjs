@@ -217,19 +217,25 @@ test('bad input shows a clear message on the page, never a blank one', async () 
 const TRAPPING_WAT = `(module
   (memory (export "memory") 1)
   (func (export "pacer_abi_version") (result i32) (i32.const 1))
+  (func (export "pacer_features") (result i32) (i32.const 0))
   (func (export "pacer_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "pacer_dealloc") (param i32 i32))
   (func (export "pacer_configure") (param i32 i32) (result i32) (i32.const 0))
   (func (export "pacer_last_error_ptr") (result i32) (i32.const 0))
   (func (export "pacer_last_error_len") (result i32) (i32.const 0))
   (func (export "pacer_try_acquire") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "pacer_reserve") (param i32 i32) (result i64) (i64.const 0))
   (func (export "pacer_available_milli") (param i32) (result i64) (i64.const 0))
   (func (export "pacer_on_response") (param i32 i32 i64) (result i32) (i32.const 0))
   (func (export "pacer_next_delay_ns") (param i32 i32 i64) (result i64) (unreachable))
   (func (export "pacer_retry_in_ns") (param i32) (result i64) (i64.const 0))
   (func (export "pacer_jitter_ns") (param i64 i32) (result i64) (i64.const 0))
   (func (export "pacer_pressure") (result i32) (i32.const 0))
-  (func (export "pacer_pool_target") (param i32) (result i32) (i32.const 0)))`;
+  (func (export "pacer_should_throttle") (result i32) (i32.const 0))
+  (func (export "pacer_pool_target") (param i32) (result i32) (i32.const 0))
+  (func (export "pacer_state_export") (result i32) (i32.const 0))
+  (func (export "pacer_state_ptr") (result i32) (i32.const 0))
+  (func (export "pacer_state_import") (param i32 i32) (result i32) (i32.const 0)))`;
 
 test('a user module that traps ends its run with the trap\'s message, and the page goes on', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'pacer-wat-'));
@@ -244,6 +250,13 @@ test('a user module that traps ends its run with the trap\'s message, and the pa
     transfer.items.add(new File([new Uint8Array(content)], 'trap.wasm', { type: 'application/wasm' }));
     return transfer;
   }, bytes);
+  // The same module without pacer_reserve is refused, naming what it lacks (the list is the
+  // core's table, as the host's is).
+  writeFileSync(path.join(dir, 'short.wat'), TRAPPING_WAT.replace(/\n  \(func \(export "pacer_reserve"\)[^\n]*/, ''));
+  execFileSync(path.join(ROOT, 'node_modules/.bin/wasm-as'), [path.join(dir, 'short.wat'), '-o', path.join(dir, 'short.wasm')]);
+  await page.setInputFiles('#module-file', path.join(dir, 'short.wasm'));
+  await page.waitForFunction(() => document.querySelector('#error').textContent.includes('lacks'));
+  assert.match(await errorText(page), /short\.wasm lacks pacer_reserve: not an ABI v1 policy module/);
   await page.dispatchEvent('#drop', 'drop', { dataTransfer });
   await page.waitForFunction(() => document.querySelector('#module-info').textContent.match(/^trap\.wasm: [0-9,]+ bytes, ABI v1/));
   assert.equal(await runAgain(page), 'error');
