@@ -84,12 +84,7 @@ const fn function(
     params: &'static [ValueType],
     results: &'static [ValueType],
 ) -> Function {
-    Function {
-        name,
-        params,
-        results,
-        feature: 0,
-    }
+    optional(name, params, results, 0)
 }
 
 const fn optional(

@@ -148,11 +148,10 @@ impl Policy {
         let base_ns = i64::try_from(base.as_nanos()).unwrap_or(i64::MAX);
         self.maybe_checkpoint()?;
         let delay = if self.exports.next_delay_at.is_some() {
-            let now = now_ns;
             self.call(
                 "pacer_next_delay_at",
                 |e| e.next_delay_at.as_ref().expect("bound: checked above"),
-                (now, arg(limiter), arg(cost), base_ns),
+                (now_ns, arg(limiter), arg(cost), base_ns),
             )?
         } else {
             self.call(
