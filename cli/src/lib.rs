@@ -8,3 +8,4 @@ pub mod pipeline;
 pub mod retry_after;
 pub mod site;
 pub mod state_file;
+pub mod tls;

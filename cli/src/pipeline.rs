@@ -23,6 +23,7 @@ use pacer_host::{HostError, Policy};
 use crate::catalogue::{self, Entry as Item};
 use crate::retry_after::{self, RetryAfter};
 use crate::state_file;
+use crate::tls;
 
 /// What to download, where, and how.
 #[derive(Debug, Clone)]
@@ -46,6 +47,9 @@ pub struct PipelineOptions {
     pub state_file: Option<PathBuf>,
     /// The longest Retry-After honoured; longer ones are cut to it (with a warning).
     pub max_retry_after: Duration,
+    /// PEM certificates trusted for an https origin besides the platform's roots (a private
+    /// CA).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl PipelineOptions {
@@ -61,6 +65,7 @@ impl PipelineOptions {
             client_id: format!("pacer-{}", std::process::id()),
             state_file: None,
             max_retry_after: Duration::from_secs(300),
+            ca_cert: None,
         }
     }
 }
@@ -111,6 +116,9 @@ pub enum PipelineError {
     },
     /// The policy module failed.
     Policy(HostError),
+    /// HTTPS cannot work: an untrusted certificate, a failed handshake, a bad `--ca-cert`.
+    /// Retrying would not help, so the run stops.
+    Tls(String),
 }
 
 impl std::fmt::Display for PipelineError {
@@ -120,6 +128,7 @@ impl std::fmt::Display for PipelineError {
             PipelineError::Index(why) => write!(f, "origin index: {why}"),
             PipelineError::OutDir { path, reason } => write!(f, "{}: {reason}", path.display()),
             PipelineError::Policy(error) => write!(f, "policy: {error}"),
+            PipelineError::Tls(why) => write!(f, "{why}"),
         }
     }
 }
@@ -185,10 +194,8 @@ pub async fn run(
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     prepare_out_dir(&options.out_dir)?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| PipelineError::Origin(e.to_string()))?;
+    let https = tls::is_https(&options.origin).map_err(PipelineError::Origin)?;
+    let client = tls::client(https, options.ca_cert.as_deref()).map_err(PipelineError::Tls)?;
     let items = fetch_index(&client, &options.origin).await?;
     let mut summary = Summary {
         files: items.len(),
@@ -395,7 +402,10 @@ async fn attempt(
         .header("x-client", &run.options.client_id);
     let mut response = match request.send().await {
         Ok(response) => response,
-        Err(error) => return transport(format!("request failed: {error}")),
+        Err(error) => match tls::failure(&url, &error) {
+            Some(why) => return Err(PipelineError::Tls(why)),
+            None => return transport(format!("request failed: {}", tls::chain(&error))),
+        },
     };
     let status = response.status().as_u16();
     if status != 200 {
@@ -505,7 +515,10 @@ async fn fetch_index(client: &reqwest::Client, origin: &str) -> Result<Vec<Item>
         .get(&url)
         .send()
         .await
-        .map_err(|e| PipelineError::Origin(format!("cannot reach {url}: {e}")))?;
+        .map_err(|e| match tls::failure(&url, &e) {
+            Some(why) => PipelineError::Tls(why),
+            None => PipelineError::Origin(format!("cannot reach {url}: {}", tls::chain(&e))),
+        })?;
     if !response.status().is_success() {
         return Err(PipelineError::Origin(format!(
             "{url} answered HTTP {}",

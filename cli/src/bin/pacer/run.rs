@@ -81,9 +81,13 @@ impl OriginArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Download from this origin (serving `/index.json` and `/files/<name>`) instead of the
-    /// embedded one.
+    /// embedded one: http://… or https://… (checked against the platform's root certificates).
     #[arg(long)]
     pub origin: Option<String>,
+    /// PEM file of CA certificates to trust for an https origin besides the platform's (a
+    /// private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// The policy module [default: dist/pacer.wasm].
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -111,6 +115,9 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
 async fn run_async(args: &RunArgs) -> Result<(), String> {
     if args.workers == 0 {
         return Err("--workers: must be at least 1, got 0".into());
+    }
+    if let Some(origin) = &args.origin {
+        pacer_cli::tls::is_https(origin).map_err(|why| format!("--origin: {why}"))?;
     }
     let module_path = match &args.policy {
         Some(path) => path.clone(),
@@ -184,6 +191,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let mut options = PipelineOptions::new(url.clone(), &args.out);
     options.workers = args.workers;
     options.state_file = Some(state_path.clone());
+    options.ca_cert.clone_from(&args.ca_cert);
     // Retry-After is honoured up to the policy's own longest backoff.
     if let Ok(parsed) = pacer::Config::from_json(&config) {
         options.max_retry_after = Duration::from_millis(parsed.backoff.max_ms);
