@@ -7,8 +7,8 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use crate::json::{self, Map, Value};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::backoff::BackoffSettings;
 use crate::clock::NANOS_PER_MS;
@@ -183,8 +183,8 @@ impl Config {
 
     /// Parses and validates the JSON document of ABI v1.
     pub fn from_json(json: &str) -> Result<Config, ConfigError> {
-        let value: Value = serde_json::from_str(json)
-            .map_err(|e| ConfigError::new("", format!("invalid JSON: {e}")))?;
+        let value =
+            json::parse(json).map_err(|e| ConfigError::new("", format!("invalid JSON: {e}")))?;
         let config = parse_config(&value)?;
         config.validate()?;
         Ok(config)
@@ -286,7 +286,7 @@ pub(crate) fn ms_to_ns(ms: u64) -> u64 {
 /// A JSON object being read, with the path that names its fields in errors.
 struct Section<'a> {
     path: String,
-    fields: &'a Map<String, Value>,
+    fields: &'a Map,
 }
 
 impl<'a> Section<'a> {
@@ -341,7 +341,7 @@ impl<'a> Section<'a> {
         max: u64,
     ) -> Result<u64, ConfigError> {
         let integer = match value {
-            Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(integral)),
+            Value::Number(_) => value.as_u64().or_else(|| value.as_f64().and_then(integral)),
             _ => None,
         };
         integer.filter(|i| (min..=max).contains(i)).ok_or_else(|| {

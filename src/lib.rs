@@ -47,6 +47,7 @@ mod error;
 pub mod exports;
 pub mod interface;
 pub mod jitter;
+pub mod json;
 pub mod keyed;
 pub mod limiter;
 pub mod policy;

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
+use pacer::json::{self, Value};
 use serde::Serialize;
-use serde_json::Value;
 
 /// Most requests one scenario may generate (a browser tab keeps them all in memory).
 pub const MAX_REQUESTS: u64 = 5_000_000;
@@ -150,16 +150,16 @@ impl Scenario {
     /// Parses and validates a scenario; every error names its field.
     ///
     /// Missing fields keep [`Scenario::default`]'s values; unknown fields are errors. Read
-    /// through `serde_json::Value`, as the core reads its config: typed deserialization would
-    /// pull float formatting (for its error messages) into the browser's module.
+    /// with the core's own JSON reader, as the core reads its config: the browser's module
+    /// carries no general-purpose parser.
     pub fn from_json(text: &str) -> Result<Scenario, ScenarioError> {
-        let value: Value = serde_json::from_str(text)
+        let value = json::parse(text)
             .map_err(|e| invalid("", format!("scenario is not valid JSON: {e}")))?;
         let Value::Object(fields) = value else {
             return Err(invalid("", "scenario must be a JSON object"));
         };
         let mut scenario = Scenario::default();
-        for (name, value) in &fields {
+        for (name, value) in fields.iter() {
             let s = &mut scenario;
             match name.as_str() {
                 "config" => s.config = text_of(value, "config")?,
