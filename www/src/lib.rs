@@ -3,8 +3,14 @@
 //! A thin layer: every decision is the core's (`pacer`), every simulated event the
 //! simulator's (`pacer_sim`). JS draws; Rust decides.
 
+#[cfg(target_arch = "wasm32")]
+mod allocator;
 mod report;
 mod user_module;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator = allocator::Allocator::new();
 
 use pacer_sim::{CoreEngine, Engine, Scenario, Simulation};
 use wasm_bindgen::prelude::*;
