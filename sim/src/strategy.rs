@@ -409,7 +409,7 @@ impl Strategy for AwsAdaptive {
 }
 
 /// One client's request history for SRE throttling: `(time, accepted)` per attempt.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 struct History {
     attempts: std::collections::VecDeque<u64>,
     accepts: std::collections::VecDeque<u64>,
@@ -434,7 +434,8 @@ impl SreThrottle {
     /// One client per group, seeded.
     pub fn new(groups: usize, seed: u64) -> Self {
         SreThrottle {
-            clients: vec![History::default(); groups.max(1)],
+            // Built, not cloned: a clone of the queues is code the page would carry.
+            clients: (0..groups.max(1)).map(|_| History::default()).collect(),
             rng: Rng::from_seed(seed ^ 0xC),
         }
     }

@@ -73,6 +73,29 @@ impl State {
         self.next = start + size;
         start as *mut u8
     }
+
+    /// Grows the block carved last, in place, from `size` to `new_size` bytes; `false` if
+    /// `block` is not the last one or memory cannot grow. Vectors that double at the top of
+    /// the heap then move no bytes.
+    fn extend(&mut self, block: *mut u8, size: usize, new_size: usize) -> bool {
+        let start = block as usize;
+        if start + size != self.next {
+            return false;
+        }
+        let Some(new_end) = start.checked_add(new_size) else {
+            return false;
+        };
+        if new_end > self.end {
+            let pages = (new_end - self.end).div_ceil(PAGE).max(16);
+            // New pages continue the heap only if nothing else grew memory since.
+            if wasm32::memory_grow(0, pages) != self.end / PAGE {
+                return false;
+            }
+            self.end += pages * PAGE;
+        }
+        self.next = new_end;
+        true
+    }
 }
 
 // SAFETY: blocks never overlap (each is carved once, and a freed block is handed out again only
@@ -109,7 +132,15 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller guarantees the new layout is valid.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if class_of(new_layout) == class_of(layout) {
+        let (Some(old_class), Some(new_class)) = (class_of(layout), class_of(new_layout)) else {
+            return ptr::null_mut();
+        };
+        if new_class == old_class {
+            return block;
+        }
+        // SAFETY: one thread; no reference to the state outlives this statement.
+        let state = unsafe { &mut *self.0.get() };
+        if new_class > old_class && state.extend(block, 1 << old_class, 1 << new_class) {
             return block;
         }
         // SAFETY: as `GlobalAlloc::realloc`'s default: a new block, the bytes, the old one freed.
