@@ -220,15 +220,23 @@ impl Reader<'_> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Value, Error> {
+    /// At `[` or `{` at `depth`: steps in; `true` if `close` follows at once (an empty list).
+    fn open(&mut self, depth: usize, close: u8) -> Result<bool, Error> {
         if depth > MAX_DEPTH {
             return Err(self.error("nested too deeply"));
         }
         self.at += 1;
-        let mut items = Vec::new();
         self.skip_whitespace();
-        if self.peek() == Some(b']') {
+        let empty = self.peek() == Some(close);
+        if empty {
             self.at += 1;
+        }
+        Ok(empty)
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Value, Error> {
+        let mut items = Vec::new();
+        if self.open(depth, b']')? {
             return Ok(Value::Array(items));
         }
         loop {
@@ -240,14 +248,8 @@ impl Reader<'_> {
     }
 
     fn object(&mut self, depth: usize) -> Result<Value, Error> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("nested too deeply"));
-        }
-        self.at += 1;
         let mut map = Map::default();
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
+        if self.open(depth, b'}')? {
             return Ok(Value::Object(map));
         }
         loop {

@@ -143,10 +143,15 @@ fn text(output: &Output) -> String {
     )
 }
 
-fn ca_file(dir: &Path, certificates: &Certificates) -> PathBuf {
-    let path = dir.join("ca.pem");
-    std::fs::write(&path, &certificates.ca_pem).expect("CA written");
-    path
+/// [`pacer_run`] trusting the CA of `certificates` through `--ca-cert`.
+fn pacer_run_trusting(origin: &str, dir: &Path, certificates: &Certificates) -> Output {
+    let ca: PathBuf = dir.join("ca.pem");
+    std::fs::write(&ca, &certificates.ca_pem).expect("CA written");
+    pacer_run(
+        origin,
+        dir,
+        &["--ca-cert", ca.to_str().expect("utf-8 path")],
+    )
 }
 
 #[test]
@@ -154,12 +159,7 @@ fn pacer_run_fetches_from_an_https_origin_whose_ca_it_is_given() {
     let certificates = certificates(&["127.0.0.1", "localhost"]);
     let origin = HttpsOrigin::start(&certificates, 4);
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = ca_file(dir.path(), &certificates);
-    let output = pacer_run(
-        &origin.url,
-        dir.path(),
-        &["--ca-cert", ca.to_str().expect("utf-8 path")],
-    );
+    let output = pacer_run_trusting(&origin.url, dir.path(), &certificates);
     assert!(output.status.success(), "{}", text(&output));
     let summary: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("a JSON summary");
@@ -208,12 +208,7 @@ fn a_certificate_for_another_name_is_refused_too() {
     let certificates = certificates(&["pacer.invalid"]);
     let origin = HttpsOrigin::start(&certificates, 1);
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = ca_file(dir.path(), &certificates);
-    let output = pacer_run(
-        &origin.url,
-        dir.path(),
-        &["--ca-cert", ca.to_str().expect("utf-8 path")],
-    );
+    let output = pacer_run_trusting(&origin.url, dir.path(), &certificates);
     let said = text(&output);
     assert!(!output.status.success(), "{said}");
     let host = origin.url.trim_start_matches("https://");
