@@ -123,7 +123,8 @@ pub fn scorecard_with<E: Engine>(scenario: &Scenario, engine: E) -> Result<Score
         (Box::new(PlainBucket::new(&config)?), Some(quota_per_s)),
     ];
     for ((strategy, quota), name) in strategies.iter_mut().zip(STRATEGIES) {
-        let mut scores = run(scenario, strategy.as_mut(), groups, *quota)?;
+        let mut scores =
+            run(scenario, strategy.as_mut(), groups, *quota).map_err(|e| format!("{name}: {e}"))?;
         scores.strategy = name.to_string();
         rows.push(scores);
     }
