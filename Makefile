@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
-.PHONY: run pacer-dev schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
+.PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
 	browser-tests doc wasm www wasm-bindgen-cli chromium nginx examples
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
@@ -20,15 +20,8 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 ## the one `make test` makes: it compiles in about 4 min instead of 6.5 on 2 cores, and paces
 ## the same (the policy runs as code Cranelift compiled, at any build setting; sha2 is
 ## optimised even here). `cargo run --release -p pacer-cli -- run` for the optimised binary.
-run:
-	@# The module and the command build side by side: on 2 cores the command's long serial
-	@# stretches (one big crate at a time) leave room for the module and its npm tools.
-	@$(MAKE) --no-print-directory -j2 wasm pacer-dev
+run: wasm
 	$(CARGO) run --quiet --locked -p pacer-cli -- run
-
-## pacer-dev: the `pacer` command, dev build (what `make run` runs)
-pacer-dev:
-	$(CARGO) build --quiet --locked -p pacer-cli
 
 ## serve: the browser simulator at http://127.0.0.1:8000/ (pacer serve)
 serve: www
