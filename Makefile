@@ -7,7 +7,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
 .PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
-	browser-tests doc wasm www wasm-bindgen-cli chromium nginx examples
+	browser-tests doc wasm www wasm-bindgen-cli chromium nginx ca-certificates examples
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -90,6 +90,12 @@ wasm-bindgen-cli:
 nginx:
 	@[ -x /usr/sbin/nginx ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light; }
 
+## ca-certificates: the platform's root certificates, which `pacer run` checks an https origin
+## against (cli/tests/https.rs expects an untrusted test CA to be refused by them, not to find
+## no roots at all)
+ca-certificates:
+	@[ -s /etc/ssl/certs/ca-certificates.crt ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates; }
+
 ## chromium: Debian's, for the browser tests (playwright-core drives it; it downloads no browser)
 chromium:
 	@[ -x /usr/bin/chromium ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-liberation; }
@@ -113,7 +119,7 @@ clippy: setup
 wasm-check: setup
 	$(CARGO) build -p pacer --target $(WASM_TARGET) --locked
 
-unit-tests: wasm nginx
+unit-tests: wasm nginx ca-certificates
 	$(CARGO) test --workspace --locked
 	@# The bucket rule's property test: as many random sequences as fit in 60 s, with the count.
 	$(CARGO) test -p pacer --test bucket_rule --locked -- --ignored --nocapture
