@@ -67,12 +67,14 @@ impl FromStr for Strategy {
     }
 }
 
-/// `floor(value * ppm / 1e6)`, in 64-bit arithmetic whenever the product fits.
+/// `floor(value * ppm / 1e6)` for `ppm <= 1e6`, in 64-bit arithmetic: whole millions of
+/// `value` scale exactly, and the rest times `ppm` stays below 1e12.
 #[inline]
 fn scale_ppm(value: Nanos, ppm: u32) -> Nanos {
-    match value.checked_mul(u64::from(ppm)) {
-        Some(product) => product / u64::from(PPM),
-        None => (u128::from(value) * u128::from(ppm) / u128::from(PPM)) as u64,
+    let (ppm, per) = (u64::from(ppm), u64::from(PPM));
+    match value.checked_mul(ppm) {
+        Some(product) => product / per,
+        None => value / per * ppm + value % per * ppm / per,
     }
 }
 

@@ -32,6 +32,35 @@ pub(crate) fn ceil_ns_wide(t: Ticks) -> u128 {
     t.div_ceil(TICKS_PER_NS)
 }
 
+/// `floor(x / d)` for `d > 0` and `x < 2^126`, without a 128-bit division (which costs a
+/// wasm module a kilobyte of `__udivti3`): a double's estimate, made exact by a correction of
+/// at most a few steps, or, for a quotient of 2^50 or more, long division.
+pub(crate) fn div_floor(x: Ticks, d: Ticks) -> Ticks {
+    let estimate = x as f64 / d as f64;
+    if estimate < (1u64 << 50) as f64 {
+        // Relative error below 2^-50, so the estimate is within 2 of the quotient; and
+        // q * d <= x + 2d < 2^127 cannot overflow.
+        let mut q = estimate as Ticks;
+        while q * d > x {
+            q -= 1;
+        }
+        while (q + 1) * d <= x {
+            q += 1;
+        }
+        return q;
+    }
+    // Long division over the quotient's bits: d << shift <= x < 2^126, so nothing overflows.
+    let shift = d.leading_zeros() - x.leading_zeros();
+    let (mut q, mut r) = (0, x);
+    for bit in (0..=shift).rev() {
+        if r >= d << bit {
+            r -= d << bit;
+            q |= 1 << bit;
+        }
+    }
+    q
+}
+
 /// `cost` intervals in ticks: `interval < 2^88` and `cost < 2^32`, so this cannot overflow.
 #[inline]
 pub(crate) fn times(interval: Ticks, cost: u32) -> Ticks {
@@ -194,7 +223,9 @@ impl Quota {
 /// `ceil(1e6 * 2^64 / capacity)` for a shifted capacity from 2^32 (one 1 ns interval) to
 /// 2^52: below 2^52, so a share computed with it is exact for whole ppm and never short.
 fn ppm_per_unit(capacity: Ticks) -> u64 {
-    let per_unit = (1_000_000u128 << 64).div_ceil(capacity);
+    let numerator = 1_000_000u128 << 64;
+    let floor = div_floor(numerator, capacity);
+    let per_unit = floor + Ticks::from(floor * capacity != numerator);
     u64::try_from(per_unit).unwrap_or(u64::MAX)
 }
 
@@ -205,5 +236,32 @@ pub fn default_burst(tokens_per_hour: f64) -> u32 {
         MAX_BURST
     } else {
         (per_minute as u32).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::div_floor;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Exact against 128-bit division, across quotients from 0 past the double's 2^50.
+        #[test]
+        fn div_floor_is_exact(x in 0u128..(1 << 126), d_bits in 1u32..126, d_low: u128) {
+            let d = (d_low >> (128 - d_bits)).max(1);
+            prop_assert_eq!(div_floor(x, d), x / d);
+        }
+
+        /// Near multiples, where an estimate one off shows: small divisors with quotients just
+        /// below 2^50 round `x` as a double either way.
+        #[test]
+        fn div_floor_at_multiples(
+            q in prop_oneof![0u128..(1 << 60), (1u128 << 44)..(1u128 << 50)],
+            d in prop_oneof![1u128..(1 << 64), 1u128..(1 << 12)],
+            offset in 0u128..3,
+        ) {
+            let x = (q * d + offset).saturating_sub(1);
+            prop_assert_eq!(div_floor(x, d), x / d);
+        }
     }
 }

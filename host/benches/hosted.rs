@@ -108,6 +108,15 @@ fn decisions(c: &mut Criterion) {
         let mut environment = SystemEnvironment::detect();
         b.iter(|| black_box(pacer_host::Environment::now_ns(&mut environment)))
     });
+    group.bench_function("quanta_clock_read", |b| b.iter(|| black_box(now())));
+    group.bench_function("native_fixed_time", |b| {
+        let mut policy = native();
+        let mut t = 0u64;
+        b.iter(|| {
+            t += 10;
+            black_box(policy.try_acquire(t, 0, black_box(1)))
+        })
+    });
     group.bench_function("raw_try_acquire_at", |b| {
         let (mut store, instance) = raw_instance(&runtime, &module);
         let try_acquire_at = instance

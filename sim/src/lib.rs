@@ -21,6 +21,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod scorecard;
+pub mod select;
 pub mod strategy;
 pub mod trace;
 

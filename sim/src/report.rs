@@ -146,12 +146,12 @@ pub fn linear_histograms(samples_ns: &[Vec<u64>], buckets: usize) -> (Vec<f64>, 
 }
 
 /// The nearest-rank percentile `p` (0..=1) of `values_ns`, in ms; 0 when empty. Reorders
-/// the values (a selection in linear time, not a sort).
+/// the values (a radix selection in linear time, not a sort).
 pub fn percentile_ms(values_ns: &mut [u64], p: f64) -> f64 {
     if values_ns.is_empty() {
         return 0.0;
     }
     let rank = libm::ceil(p * values_ns.len() as f64) as usize;
-    let (_, value, _) = values_ns.select_nth_unstable(rank.clamp(1, values_ns.len()) - 1);
-    *value as f64 / 1e6
+    let k = rank.clamp(1, values_ns.len()) - 1;
+    crate::select::nth_smallest(values_ns, k).map_or(0.0, |v| v as f64 / 1e6)
 }

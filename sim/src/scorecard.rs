@@ -265,8 +265,7 @@ fn percentile_s(waits: &mut [u64], q: f64) -> f64 {
         return 0.0;
     }
     let k = ((waits.len() - 1) as f64 * q) as usize;
-    let (_, v, _) = waits.select_nth_unstable(k);
-    *v as f64 / 1e9
+    crate::select::nth_smallest(waits, k).map_or(0.0, |v| v as f64 / 1e9)
 }
 
 /// The most times in any window `[t, t + width)`; `times` in order.
