@@ -154,6 +154,16 @@ fn decisions(c: &mut Criterion) {
     });
     group.finish();
 
+    // The automatic checkpoint a hosted policy takes every 256 decisions (amortized into
+    // `hosted_wasm` above): one snapshot of a configured, used instance.
+    let mut group = c.benchmark_group("state");
+    group.bench_function("hosted_snapshot", |b| {
+        let mut policy = hosted(&module);
+        let _ = policy.try_acquire(0, 1).expect("decision");
+        b.iter(|| black_box(policy.snapshot().expect("snapshot")))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("next_delay_real_clock");
     group.bench_function("hosted_wasm", |b| {
         let mut policy = hosted(&module);
