@@ -62,14 +62,14 @@ dist/pacer.wasm: setup node_modules/.installed $(shell find src -name '*.rs') Ca
 ## Its own target dir and RUSTFLAGS: getrandom uses `wasm_js` there (crypto.getRandomValues),
 ## not the ABI module's no-backend setting from .cargo/config.toml.
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
-WWW_RAW := target/www/$(WASM_TARGET)/wasm/pacer_www.wasm
+WWW_RAW := target/www/$(WASM_TARGET)/www/pacer_www.wasm
 # -Oz to a fixed point, and no data below 1 KiB (Rust's stack starts at 1 MiB and grows
 # down; its data sits above): 0.9 KB smaller than -Os, the same speed (BENCHMARKS.md).
 WWW_OPT := -Oz --converge --low-memory-unused --strip-target-features
 www: www/pkg/pacer_www_bg.wasm www/vendor/uPlot.esm.js
 www/pkg/pacer_www_bg.wasm: node_modules/.installed $(shell find src sim/src www/src -name '*.rs') \
 		Cargo.toml Cargo.lock sim/Cargo.toml www/Cargo.toml | setup wasm-bindgen-cli
-	RUSTFLAGS= CARGO_TARGET_DIR=target/www $(CARGO) build -p pacer-www --profile wasm \
+	RUSTFLAGS= CARGO_TARGET_DIR=target/www $(CARGO) build -p pacer-www --profile www \
 		--target $(WASM_TARGET) --locked
 	@rm -rf www/pkg.tmp
 	wasm-bindgen --target web --no-typescript --out-dir www/pkg.tmp $(WWW_RAW)
