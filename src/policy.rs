@@ -82,16 +82,22 @@ impl Policy {
         config: Config,
         entropy: impl FnOnce() -> Result<[u8; 32], Error>,
     ) -> Result<Policy, Error> {
+        let mut policy = Policy::compiled(config)?;
+        if policy.config.seed.is_none() {
+            policy.rng = Rng::from_state(entropy()?);
+        }
+        Ok(policy)
+    }
+
+    /// A policy for a valid `config`, its random sequence from the seed (or seed 0, for the
+    /// caller to replace). Not generic, so one copy serves every entropy source.
+    fn compiled(config: Config) -> Result<Policy, Error> {
         let compiled = config.compile()?;
-        let rng = match config.seed {
-            Some(seed) => Rng::from_seed(seed),
-            None => Rng::from_state(entropy()?),
-        };
         Ok(Policy {
             slots: compiled.quotas.into_iter().map(Slot::new).collect(),
             jitter: compiled.jitter,
             pressure: Pressure::new(compiled.thresholds),
-            rng,
+            rng: Rng::from_seed(config.seed.unwrap_or(0)),
             high_delay_ns: compiled.high_delay_ns,
             backoff: compiled.backoff,
             clock: HighWater::default(),
@@ -113,7 +119,7 @@ impl Policy {
         entropy: impl FnOnce() -> Result<[u8; 32], Error>,
     ) -> Result<(), Error> {
         let had_seed = self.config.seed.is_some();
-        let mut next = Policy::with_entropy(config, || Ok([0; 32]))?;
+        let mut next = Policy::compiled(config)?;
         if next.config.seed.is_none() {
             next.rng = if had_seed {
                 Rng::from_state(entropy()?)
