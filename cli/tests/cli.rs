@@ -119,15 +119,11 @@ fn run_downloads_the_embedded_catalogue_and_a_rerun_skips_it() {
 
 #[test]
 fn run_fails_clearly_on_bad_arguments() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let out = out.path().to_str().expect("a UTF-8 temp path");
     let cases: [(&[&str], &str); 3] = [
         (
-            &[
-                "run",
-                "--origin",
-                "http://127.0.0.1:9",
-                "--out",
-                "/tmp/pacer-cli-unreachable",
-            ],
+            &["run", "--origin", "http://127.0.0.1:9", "--out", out],
             "cannot reach http://127.0.0.1:9/index.json",
         ),
         (

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -237,8 +237,9 @@ const TRAPPING_WAT = `(module
   (func (export "pacer_state_ptr") (result i32) (i32.const 0))
   (func (export "pacer_state_import") (param i32 i32) (result i32) (i32.const 0)))`;
 
-test('a user module that traps ends its run with the trap\'s message, and the page goes on', async () => {
+test('a user module that traps ends its run with the trap\'s message, and the page goes on', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'pacer-wat-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(path.join(dir, 'trap.wat'), TRAPPING_WAT);
   execFileSync(path.join(ROOT, 'node_modules/.bin/wasm-as'), [path.join(dir, 'trap.wat'), '-o', path.join(dir, 'trap.wasm')]);
   const page = await openPage(browser, server.url);

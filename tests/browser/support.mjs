@@ -2,7 +2,7 @@
 // playwright-core, and `pacer simulate` for the native side of every comparison.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,21 +74,26 @@ export function errorText(page) {
   });
 }
 
+/** `pacer simulate ARGS --scenario FILE` on `scenario` (written to a temp dir, removed after), as JSON. */
+function simulateNative(scenario, args) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pacer-scenario-'));
+  try {
+    const file = path.join(dir, 'scenario.json');
+    writeFileSync(file, JSON.stringify(scenario));
+    return JSON.parse(execFileSync(PACER, ['simulate', ...args, '--scenario', file], { encoding: 'utf8' }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The same scenario simulated by the native core: `pacer simulate --json`. */
 export function nativeReport(scenario) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pacer-scenario-'));
-  const file = path.join(dir, 'scenario.json');
-  writeFileSync(file, JSON.stringify(scenario));
-  return JSON.parse(execFileSync(PACER, ['simulate', '--json', '--scenario', file], { encoding: 'utf8' }));
+  return simulateNative(scenario, ['--json']);
 }
 
 /** `pacer simulate --scorecard --seeds 1 --json` on `scenario`: its one scorecard. */
 export function nativeScorecard(scenario) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pacer-scenario-'));
-  const file = path.join(dir, 'scenario.json');
-  writeFileSync(file, JSON.stringify(scenario));
-  const out = JSON.parse(execFileSync(PACER, ['simulate', '--scorecard', '--seeds', '1', '--json', '--scenario', file], { encoding: 'utf8' }));
-  return out.scenario[0];
+  return simulateNative(scenario, ['--scorecard', '--seeds', '1', '--json']).scenario[0];
 }
 
 /** The page's JSON export (clicks the button, reads the download). */
