@@ -109,7 +109,7 @@ test('every parameter survives the URL: a run set in the form reruns the same fr
   await page.fill('input[name="clients"]', '12');
   await page.selectOption('select[name="pattern"]', 'bursts');
   await page.fill('input[name="burst_period_s"]', '30');
-  // A fresh seed comes from crypto.getRandomValues (getrandom's wasm_js backend).
+  // A fresh seed comes from crypto.getRandomValues.
   await page.click('#new-seed');
   const fresh = Number(await page.inputValue('input[name="seed"]'));
   assert.ok(Number.isInteger(fresh) && fresh >= 0 && fresh <= 2 ** 53 && fresh !== 1, String(fresh));

@@ -19,6 +19,12 @@ let charts;
 let uploaded = null; // { name, bytes }
 let last = null; // { state, results, timings }
 
+/** A fresh seed, 0..2^53, from the browser's crypto.getRandomValues (21 + 32 random bits). */
+function randomSeed() {
+  const [high, low] = crypto.getRandomValues(new Uint32Array(2));
+  return (high >>> 11) * 2 ** 32 + low;
+}
+
 function showError(message) {
   errorBox.textContent = message;
   errorBox.hidden = false;
@@ -339,7 +345,7 @@ function wireButtons() {
     form.elements[`engine_${side}`].addEventListener('change', () => checkConfigField(side === 'a' ? 'config' : 'config_b'));
   }
   $('#new-seed').addEventListener('click', () => {
-    form.elements.seed.value = wasm.randomSeed();
+    form.elements.seed.value = randomSeed();
   });
   $('#share').addEventListener('click', async () => {
     try {

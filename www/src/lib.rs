@@ -103,14 +103,3 @@ pub fn decision_batch(config_json: &str, count: u32) -> Result<f64, JsError> {
         .map_err(|e| JsError::new(&format!("config: {e}")))?;
     Ok(pacer_sim::decision_batch(&mut engine, count) as f64)
 }
-
-/// A fresh seed (0..=2^53) from the browser's `crypto.getRandomValues`.
-#[wasm_bindgen(js_name = randomSeed)]
-pub fn random_seed() -> Result<f64, JsError> {
-    let mut bytes = [0u8; 8];
-    // A fixed message: getrandom's own texts cost the page 0.4 KB for an error this rare.
-    getrandom::fill(&mut bytes).map_err(|_| {
-        JsError::new("no entropy: the browser's crypto.getRandomValues is missing or failed")
-    })?;
-    Ok((u64::from_le_bytes(bytes) >> 11) as f64)
-}
