@@ -296,7 +296,7 @@ impl<'a> Section<'a> {
             .ok_or_else(|| ConfigError::new(&path, "must be an object"))?;
         let section = Section { path, fields };
         if let Some(unknown) = fields.keys().find(|key| !allowed.contains(&key.as_str())) {
-            let expected = allowed.join(", ");
+            let expected = json::comma_list(allowed);
             return Err(ConfigError::new(
                 section.at(unknown),
                 format!("unknown field (expected one of {expected})"),

@@ -108,7 +108,7 @@ const INVALID: &[(&str, &str)] = &[
     ),
     (
         r#"{"limiters":[{"name":"a","tokens_per_hour":1,"rate":1}]}"#,
-        "limiters[0].rate: unknown field",
+        "limiters[0].rate: unknown field (expected one of name, tokens_per_hour, burst, initial)",
     ),
     (
         r#"{"limiters":[{"name":"a","tokens_per_hour":1},{"name":"b","tokens_per_hour":1},{"name":"a","tokens_per_hour":2}]}"#,

@@ -187,7 +187,10 @@ impl Scenario {
                 other => {
                     return Err(invalid(
                         "",
-                        format!("unknown field `{other}` (expected {})", FIELDS.join(", ")),
+                        format!(
+                            "unknown field `{other}` (expected {})",
+                            json::comma_list(&FIELDS)
+                        ),
                     ));
                 }
             }

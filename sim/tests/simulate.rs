@@ -299,7 +299,10 @@ fn bad_scenarios_are_refused_naming_the_field() {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(message.contains("unknown field `bogus`"), "{message}");
+    assert!(
+        message.contains("unknown field `bogus` (expected config, clients, pattern, "),
+        "{message}"
+    );
     for (json, expected) in [
         (r#"{"clients": 2.5}"#, "clients: must be a whole number"),
         (r#"{"clients": -1}"#, "clients: must be a whole number"),
