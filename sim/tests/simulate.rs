@@ -337,6 +337,38 @@ fn bad_scenarios_are_refused_naming_the_field() {
     );
 }
 
+/// Every field distinct from its default and from the others, so a field read into another
+/// one shows.
+#[test]
+fn every_scenario_field_round_trips_through_json() {
+    let scenario = Scenario {
+        config: r#"{"limiters":[{"name":"b","tokens_per_hour":3600}]}"#.into(),
+        clients: 3,
+        pattern: Pattern::Herd,
+        rate_per_client: 0.25,
+        duration_s: 900,
+        seed: 17,
+        origin_rate: 4.5,
+        origin_burst: 6,
+        burst_period_s: 45,
+        outage_start_s: 120,
+        outage_end_s: 240,
+        memory: vec![[0.0, 0.25], [60.0, 0.75]],
+        base_ms: 8,
+        cost: 2,
+        latency_ms: 30,
+        origin_schedule: vec![[0.0, 4.5], [300.0, 2.0]],
+    };
+    let json = serde_json::to_string(&scenario).expect("serializes");
+    assert_eq!(Scenario::from_json(&json), Ok(scenario));
+    for field in pacer_sim::scenario::FIELDS {
+        assert!(
+            json.contains(&format!("\"{field}\"")),
+            "{field} is not written"
+        );
+    }
+}
+
 #[test]
 fn a_policy_without_a_seed_still_gives_a_repeatable_run() {
     let scenario = Scenario {
