@@ -7,7 +7,9 @@
 
 use crate::clock::Nanos;
 use crate::error::Error;
-use crate::quota::{Quota, TICKS_PER_NS, Ticks, ceil_ns, ceil_ns_wide, div_floor, ticks, times};
+use crate::quota::{
+    Quota, TICKS_PER_NS, Ticks, ceil_ns, ceil_ns_wide, div_ceil, div_floor, ticks, times,
+};
 
 /// The furthest the bucket's time may run ahead (about 1e11 years of debt), which keeps all
 /// bucket arithmetic free of overflow without saturating on the hot path.
@@ -258,7 +260,5 @@ fn mul_div_floor(x: u128, m: u128, d: u128) -> u128 {
 /// `ceil(x * m / d)` under the same conditions as [`mul_div_floor`].
 fn mul_div_ceil(x: u128, m: u128, d: u128) -> u128 {
     let q = div_floor(x, d);
-    let rest = (x - q * d) * m;
-    let r = div_floor(rest, d);
-    q.saturating_mul(m) + r + u128::from(r * d != rest)
+    q.saturating_mul(m) + div_ceil((x - q * d) * m, d)
 }

@@ -61,6 +61,12 @@ pub(crate) fn div_floor(x: Ticks, d: Ticks) -> Ticks {
     q
 }
 
+/// `ceil(x / d)` under the same conditions as [`div_floor`].
+pub(crate) fn div_ceil(x: Ticks, d: Ticks) -> Ticks {
+    let q = div_floor(x, d);
+    q + Ticks::from(q * d != x)
+}
+
 /// `cost` intervals in ticks: `interval < 2^88` and `cost < 2^32`, so this cannot overflow.
 #[inline]
 pub(crate) fn times(interval: Ticks, cost: u32) -> Ticks {
@@ -223,9 +229,7 @@ impl Quota {
 /// `ceil(1e6 * 2^64 / capacity)` for a shifted capacity from 2^32 (one 1 ns interval) to
 /// 2^52: below 2^52, so a share computed with it is exact for whole ppm and never short.
 fn ppm_per_unit(capacity: Ticks) -> u64 {
-    let numerator = 1_000_000u128 << 64;
-    let floor = div_floor(numerator, capacity);
-    let per_unit = floor + Ticks::from(floor * capacity != numerator);
+    let per_unit = div_ceil(1_000_000u128 << 64, capacity);
     u64::try_from(per_unit).unwrap_or(u64::MAX)
 }
 
@@ -241,7 +245,7 @@ pub fn default_burst(tokens_per_hour: f64) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::div_floor;
+    use super::{div_ceil, div_floor};
     use proptest::prelude::*;
 
     proptest! {
@@ -262,6 +266,7 @@ mod tests {
         ) {
             let x = (q * d + offset).saturating_sub(1);
             prop_assert_eq!(div_floor(x, d), x / d);
+            prop_assert_eq!(div_ceil(x, d), x.div_ceil(d));
         }
     }
 }
