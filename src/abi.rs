@@ -64,22 +64,21 @@ struct Module {
 }
 
 /// Module state behind a cell: a wasm instance runs one call at a time on one thread.
-struct Global(UnsafeCell<Option<Module>>);
+struct Global(UnsafeCell<Module>);
 
 // SAFETY: wasm32-unknown-unknown modules are single-threaded; no two calls overlap.
 unsafe impl Sync for Global {}
 
-static MODULE: Global = Global(UnsafeCell::new(None));
+/// The module state, built at compile time: no call pays for a first-use check.
+static MODULE: Global = Global(UnsafeCell::new(Module {
+    exports: Exports::new(WasmHost),
+    buffers: BTreeMap::new(),
+}));
 
-/// The module state, created on first use.
 fn module() -> &'static mut Module {
     // SAFETY: single-threaded, and no export holds this reference across another export call
     // (imports do not call back into the module).
-    let slot = unsafe { &mut *MODULE.0.get() };
-    slot.get_or_insert_with(|| Module {
-        exports: Exports::new(WasmHost),
-        buffers: BTreeMap::new(),
-    })
+    unsafe { &mut *MODULE.0.get() }
 }
 
 fn exports() -> &'static mut Exports<WasmHost> {

@@ -15,7 +15,7 @@ use crate::interface::Status;
 use crate::jitter::PPM;
 use crate::limiter::Decision;
 use crate::policy::{Policy, Schedule};
-use crate::pressure::{MemoryReading, Pressure};
+use crate::pressure::{MemoryReading, Pressure, Thresholds};
 
 /// Severity of a message sent to the host's `log` import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +57,11 @@ pub struct Exports<H> {
 
 impl<H: Host> Exports<H> {
     /// A module instance, unconfigured, talking to `host`.
-    pub fn new(host: H) -> Self {
+    pub const fn new(host: H) -> Self {
         Exports {
             host,
             policy: None,
-            unconfigured_pressure: Pressure::default(),
+            unconfigured_pressure: Pressure::new(Thresholds::DEFAULT),
             last_error: String::new(),
             snapshot: Vec::new(),
         }
@@ -114,6 +114,7 @@ impl<H: Host> Exports<H> {
         self.try_acquire_when(Some(now_ns), limiter, cost)
     }
 
+    #[inline(always)]
     fn try_acquire_when(&mut self, now_ns: Option<i64>, limiter: i32, cost: i32) -> i64 {
         let result = self
             .with_limiter_at(now_ns, limiter)
@@ -343,6 +344,7 @@ impl<H: Host> Exports<H> {
     }
 
     /// Records a failure for `pacer_last_error_*` and turns a result into its return value.
+    #[inline]
     pub fn finish<T: From<i32>>(&mut self, result: Result<T, Error>) -> T {
         match result {
             Ok(value) => value,
@@ -351,6 +353,8 @@ impl<H: Host> Exports<H> {
     }
 
     /// Records `error` as the last error and returns its code.
+    #[cold]
+    #[inline(never)]
     pub fn fail<T: From<i32>>(&mut self, error: &Error) -> T {
         self.last_error = error.to_string();
         T::from(error.code())

@@ -69,13 +69,18 @@ pub struct Thresholds {
     hysteresis: f64,
 }
 
+impl Thresholds {
+    /// The defaults: Medium at 70 %, High at 85 %, 5 % hysteresis.
+    pub const DEFAULT: Thresholds = Thresholds {
+        medium: 0.70,
+        high: 0.85,
+        hysteresis: 0.05,
+    };
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds {
-            medium: 0.70,
-            high: 0.85,
-            hysteresis: 0.05,
-        }
+        Thresholds::DEFAULT
     }
 }
 
@@ -131,7 +136,7 @@ pub struct Pressure {
 
 impl Pressure {
     /// Starts at Low.
-    pub fn new(thresholds: Thresholds) -> Self {
+    pub const fn new(thresholds: Thresholds) -> Self {
         Pressure {
             thresholds,
             level: Level::Low,

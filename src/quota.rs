@@ -68,13 +68,17 @@ pub(crate) fn div_ceil(x: Ticks, d: Ticks) -> Ticks {
 }
 
 /// `cost` intervals in ticks: `interval < 2^88` and `cost < 2^32`, so this cannot overflow.
+///
+/// Multiplied by 32-bit limbs, each partial product within 64 bits: a 128-bit product is a
+/// call to `__multi3` in wasm, and this is on every decision's path.
 #[inline]
 pub(crate) fn times(interval: Ticks, cost: u32) -> Ticks {
-    if cost == 1 {
-        interval
-    } else {
-        interval * Ticks::from(cost)
-    }
+    let cost = u64::from(cost);
+    let low = interval as u64;
+    let high = (interval >> 64) as u64;
+    (Ticks::from(high * cost) << 64)
+        + (Ticks::from((low >> 32) * cost) << 32)
+        + Ticks::from((low & 0xffff_ffff) * cost)
 }
 
 /// Nanoseconds in an hour.
@@ -245,7 +249,7 @@ pub fn default_burst(tokens_per_hour: f64) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{div_ceil, div_floor};
+    use super::{div_ceil, div_floor, times};
     use proptest::prelude::*;
 
     proptest! {
@@ -267,6 +271,13 @@ mod tests {
             let x = (q * d + offset).saturating_sub(1);
             prop_assert_eq!(div_floor(x, d), x / d);
             prop_assert_eq!(div_ceil(x, d), x.div_ceil(d));
+        }
+
+        /// Exact against the 128-bit product over the whole domain: intervals below 2^88,
+        /// any 32-bit cost.
+        #[test]
+        fn times_is_exact(interval in 0u128..(1 << 88), cost: u32) {
+            prop_assert_eq!(times(interval, cost), interval * u128::from(cost));
         }
     }
 }

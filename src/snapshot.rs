@@ -156,33 +156,50 @@ impl Policy {
     }
 }
 
-/// CRC-32 (IEEE 802.3, as zlib and PNG), a nibble at a time: a 64-byte table instead of
-/// zlib's 1-16 KiB ones, which the wasm module would carry.
+/// CRC-32 (IEEE 802.3, as zlib and PNG), four bytes at a time ("slicing by 4", 4 KiB of
+/// tables): the hosted handle checksums a snapshot every 256 decisions, and a table lookup per
+/// byte is a chain of dependent loads that Cranelift's code runs at ~3 ns a byte.
 pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        crc = (crc >> 4) ^ CRC_NIBBLE[(crc & 15) as usize];
-        crc = (crc >> 4) ^ CRC_NIBBLE[(crc & 15) as usize];
+    let mut words = bytes.chunks_exact(4);
+    for word in &mut words {
+        let [a, b, c, d] = (crc ^ u32::from_le_bytes([word[0], word[1], word[2], word[3]]))
+            .to_le_bytes()
+            .map(usize::from);
+        crc = CRC_TABLES[3][a] ^ CRC_TABLES[2][b] ^ CRC_TABLES[1][c] ^ CRC_TABLES[0][d];
+    }
+    for &byte in words.remainder() {
+        crc = (crc >> 8) ^ CRC_TABLES[0][((crc ^ u32::from(byte)) & 0xff) as usize];
     }
     !crc
 }
 
-/// The CRC-32 of each nibble value (the reflected IEEE polynomial).
-const CRC_NIBBLE: [u32; 16] = {
-    let mut table = [0u32; 16];
+/// `CRC_TABLES[0][b]`: the CRC-32 of byte value `b` (the reflected IEEE polynomial);
+/// `CRC_TABLES[k][b]`: of `b` followed by `k` zero bytes.
+const CRC_TABLES: [[u32; 256]; 4] = {
+    let mut tables = [[0u32; 256]; 4];
     let mut i = 0;
-    while i < 16 {
+    while i < 256 {
         let mut crc = i as u32;
         let mut bit = 0;
-        while bit < 4 {
+        while bit < 8 {
             crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
             bit += 1;
         }
-        table[i] = crc;
+        tables[0][i] = crc;
         i += 1;
     }
-    table
+    let mut k = 1;
+    while k < 4 {
+        let mut i = 0;
+        while i < 256 {
+            let previous = tables[k - 1][i];
+            tables[k][i] = (previous >> 8) ^ tables[0][(previous & 0xff) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    tables
 };
 
 /// One limiter's restored state: bucket, breaker, decorrelated jitter's previous delay.

@@ -129,6 +129,20 @@ fn decisions(c: &mut Criterion) {
             black_box(try_acquire_at.call(&mut store, (now, 0, black_box(1))))
         })
     });
+    // The decision alone inside wasm: the time passed in, no clock read (against
+    // `native_fixed_time`).
+    group.bench_function("raw_fixed_time", |b| {
+        let (mut store, instance) = raw_instance(&runtime, &module);
+        let try_acquire_at = instance
+            .get_typed_func::<(i64, i32, i32), i64>(&mut store, "pacer_try_acquire_at")
+            .expect("export");
+        let mut t = 0i64;
+        b.iter(|| {
+            t += 10;
+            pacer_host::raw::start_call(&mut store);
+            black_box(try_acquire_at.call(&mut store, (t, 0, black_box(1))))
+        })
+    });
     // The same decision with the clock read through the `now_ns` import instead.
     group.bench_function("raw_try_acquire_import", |b| {
         let (mut store, instance) = raw_instance(&runtime, &module);
