@@ -68,11 +68,13 @@ WWW_RAW := target/www/$(WASM_TARGET)/www/pacer_www.wasm
 WWW_OPT := -Oz --converge --low-memory-unused --strip-target-features
 www: www/pkg/pacer_www_bg.wasm www/vendor/uPlot.esm.js
 www/pkg/pacer_www_bg.wasm: node_modules/.installed $(shell find src sim/src www/src -name '*.rs') \
-		Cargo.toml Cargo.lock sim/Cargo.toml www/Cargo.toml | setup wasm-bindgen-cli
+		Cargo.toml Cargo.lock sim/Cargo.toml www/Cargo.toml scripts/short-imports.mjs \
+		| setup wasm-bindgen-cli
 	RUSTFLAGS= CARGO_TARGET_DIR=target/www $(CARGO) build -p pacer-www --profile www \
 		--target $(WASM_TARGET) --locked
 	@rm -rf www/pkg.tmp
 	wasm-bindgen --target web --no-typescript --out-dir www/pkg.tmp $(WWW_RAW)
+	node scripts/short-imports.mjs www/pkg.tmp pacer_www
 	$(WASM_OPT) $(WWW_OPT) $(WASM_FEATURES) --strip-debug --strip-producers \
 		www/pkg.tmp/pacer_www_bg.wasm -o www/pkg.tmp/pacer_www_bg.opt.wasm
 	@mv www/pkg.tmp/pacer_www_bg.opt.wasm www/pkg.tmp/pacer_www_bg.wasm

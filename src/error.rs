@@ -3,6 +3,7 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::decimal::Decimal;
 use crate::interface::Status;
 
 /// A failure that retrying cannot fix: bad input, unknown limiter, impossible cost.
@@ -74,9 +75,11 @@ impl fmt::Display for Error {
             Error::NotConfigured => f.write_str("not configured: call configure first"),
             Error::Config(e) => e.fmt(f),
             Error::UnknownLimiter { index, count } => {
+                let index = Decimal::from(*index);
                 write!(f, "limiter: no limiter {index} (the config has {count})")
             }
             Error::CostExceedsBurst { cost, burst } => {
+                let cost = Decimal::from(*cost);
                 write!(
                     f,
                     "cost: {cost} exceeds the burst of {burst} and can never be admitted"

@@ -43,6 +43,7 @@ mod abi;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod decimal;
 mod error;
 pub mod exports;
 pub mod interface;

@@ -69,15 +69,12 @@ impl Origin {
         } else {
             None
         };
-        let mut changes = scenario
-            .origin_schedule
-            .iter()
-            .map(|[t, rate]| {
-                let quota = origin_quota(*rate, scenario.origin_burst, 0.0)?;
-                Ok(((t * 1e9) as u64, quota))
-            })
-            .collect::<Result<Vec<_>, ScenarioError>>()?;
-        changes.reverse();
+        // Latest first, so the next change is at the end.
+        let mut changes = Vec::with_capacity(scenario.origin_schedule.len());
+        for [t, rate] in scenario.origin_schedule.iter().rev() {
+            let quota = origin_quota(*rate, scenario.origin_burst, 0.0)?;
+            changes.push(((t * 1e9) as u64, quota));
+        }
         let outage_ns = if scenario.pattern == Pattern::Herd {
             u64::from(scenario.outage_start_s) * 1_000_000_000
                 ..u64::from(scenario.outage_end_s) * 1_000_000_000

@@ -7,6 +7,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use pacer::Rng;
+use pacer::decimal::Decimal;
 
 use crate::engine::{CIRCUIT_OPEN, Engine, Reading};
 use crate::origin::{Answer, Origin};
@@ -192,7 +193,7 @@ impl<E: Engine> Simulation<E> {
                 return Err(SimulationError(format!(
                     "the policy let requests go round {} times without time reaching the end; \
                      does it answer 429s and 503s with a wait?",
-                    self.events
+                    Decimal::from(self.events)
                 )));
             }
             self.advance(now)?;
@@ -338,7 +339,8 @@ impl<E: Engine> Simulation<E> {
             return SimulationError(format!("pacer_{export} trapped: {trap}"));
         }
         SimulationError(format!(
-            "pacer_{export} returned {code}: {}",
+            "pacer_{export} returned {}: {}",
+            Decimal::from(code),
             self.engine.last_error()
         ))
     }

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use pacer::decimal::Decimal;
 use pacer::json::{self, Value};
 use serde::Serialize;
 
@@ -247,11 +248,10 @@ impl Scenario {
         // Whole numbers in the message: formatting a float would weigh on the browser's module.
         let requests = self.expected_requests() as u64;
         if requests > MAX_REQUESTS {
+            let (requests, most) = (Decimal::from(requests), Decimal::from(MAX_REQUESTS));
             return Err(invalid(
                 "rate_per_client",
-                format!(
-                    "clients × rate × duration makes {requests} requests; at most {MAX_REQUESTS} fit"
-                ),
+                format!("clients × rate × duration makes {requests} requests; at most {most} fit"),
             ));
         }
         Ok(())
@@ -409,14 +409,15 @@ fn pairs_of(
 ) -> Result<Vec<[f64; 2]>, ScenarioError> {
     let shape = || invalid(field, shape);
     let points = value.as_array().ok_or_else(shape)?;
-    points
-        .iter()
-        .map(|point| match point.as_array().map(Vec::as_slice) {
-            Some([t, v]) => match (t.as_f64(), v.as_f64()) {
-                (Some(t), Some(v)) => Ok([t, v]),
-                _ => Err(invalid(field, "pairs must hold two numbers")),
-            },
-            _ => Err(shape()),
-        })
-        .collect()
+    let mut pairs = Vec::with_capacity(points.len());
+    for point in points {
+        let Some([t, v]) = point.as_array().map(Vec::as_slice) else {
+            return Err(shape());
+        };
+        let (Some(t), Some(v)) = (t.as_f64(), v.as_f64()) else {
+            return Err(invalid(field, "pairs must hold two numbers"));
+        };
+        pairs.push([t, v]);
+    }
+    Ok(pairs)
 }

@@ -283,18 +283,17 @@ fn max_in_window(times: &[u64], width: u64) -> u64 {
 
 /// Jain's index over each client's served share: `(Σx)² / (n · Σx²)`.
 fn jain(served: &[u64], arrived: &[u64]) -> f64 {
-    let shares: Vec<f64> = served
-        .iter()
-        .zip(arrived)
-        .filter(|(_, a)| **a > 0)
-        .map(|(s, a)| *s as f64 / *a as f64)
-        .collect();
-    let sum: f64 = shares.iter().sum();
-    let squares: f64 = shares.iter().map(|x| x * x).sum();
+    let (mut n, mut sum, mut squares) = (0.0, 0.0, 0.0);
+    for (s, a) in served.iter().zip(arrived).filter(|(_, a)| **a > 0) {
+        let share = *s as f64 / *a as f64;
+        n += 1.0;
+        sum += share;
+        squares += share * share;
+    }
     if squares == 0.0 {
         return 1.0;
     }
-    sum * sum / (shares.len() as f64 * squares)
+    sum * sum / (n * squares)
 }
 
 /// When the origin last changed: the outage's end or its last scheduled rate change.

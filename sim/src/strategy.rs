@@ -5,6 +5,7 @@
 //! each baseline keeps one independent instance per group, so a config with one limiter per
 //! client models clients that each run their own copy.
 
+use pacer::decimal::Decimal;
 use pacer::{Limiter, Quota, Rng};
 
 use crate::engine::{CIRCUIT_OPEN, Engine, pacer_time};
@@ -84,7 +85,8 @@ impl<E: Engine> Paced<E> {
                 retry_in_ns: self.engine.retry_in_ns(group).max(0) as u64,
             }),
             code => Err(format!(
-                "pacer_{export} returned {code}: {}",
+                "pacer_{export} returned {}: {}",
+                Decimal::from(code),
                 self.engine.last_error()
             )),
         }
@@ -132,7 +134,8 @@ impl<E: Engine> Strategy for Paced<E> {
         match code {
             0 => Ok(()),
             code => Err(format!(
-                "pacer_on_response returned {code}: {}",
+                "pacer_on_response returned {}: {}",
+                Decimal::from(code),
                 self.engine.last_error()
             )),
         }
@@ -493,12 +496,11 @@ pub struct PlainBucket {
 impl PlainBucket {
     /// One bucket per limiter of `config` (rate, burst and initial fill as configured).
     pub fn new(config: &pacer::Config) -> Result<Self, String> {
-        let buckets = config
-            .limiters
-            .iter()
-            .map(|limiter| limiter.quota().map(|quota: Quota| Limiter::new(quota, 0)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+        let mut buckets = Vec::with_capacity(config.limiters.len());
+        for limiter in &config.limiters {
+            let quota: Quota = limiter.quota().map_err(|e| e.to_string())?;
+            buckets.push(Limiter::new(quota, 0));
+        }
         Ok(PlainBucket { buckets })
     }
 }
