@@ -150,7 +150,7 @@ pub extern "C" fn pacer_dealloc(ptr: i32, len: i32) {
 pub extern "C" fn pacer_configure(ptr: i32, len: i32) -> i32 {
     match guest_bytes(ptr, len) {
         Ok(json) => exports().configure(json),
-        Err(error) => exports().fail(&error),
+        Err(error) => exports().fail(error),
     }
 }
 
@@ -263,6 +263,6 @@ pub extern "C" fn pacer_state_ptr() -> i32 {
 pub extern "C" fn pacer_state_import(ptr: i32, len: i32) -> i32 {
     match guest_bytes(ptr, len) {
         Ok(snapshot) => exports().state_import(snapshot),
-        Err(error) => exports().fail(&error),
+        Err(error) => exports().fail(error),
     }
 }

@@ -114,18 +114,26 @@ impl<H: Host> Exports<H> {
         self.try_acquire_when(Some(now_ns), limiter, cost)
     }
 
+    /// The hosted decision's whole path, inlined into its export: no closure, no call but the
+    /// error's (`cargo bench -p pacer-host --bench hosted`, `raw_fixed_time`).
     #[inline(always)]
     fn try_acquire_when(&mut self, now_ns: Option<i64>, limiter: i32, cost: i32) -> i64 {
-        let result = self
-            .with_limiter_at(now_ns, limiter)
-            .and_then(|(policy, index, now)| {
-                let decision = policy.try_acquire(now, index, cost_arg(cost)?)?;
-                Ok(match decision {
-                    Decision::Admit => 0,
-                    Decision::Wait(ns) => clamp(ns),
-                })
-            });
+        let result = self.try_acquire_checked(now_ns, limiter, cost);
         self.finish(result)
+    }
+
+    #[inline(always)]
+    fn try_acquire_checked(
+        &mut self,
+        now_ns: Option<i64>,
+        limiter: i32,
+        cost: i32,
+    ) -> Result<i64, Error> {
+        let (policy, index, now) = self.with_limiter_at(now_ns, limiter)?;
+        Ok(match policy.try_acquire(now, index, cost_arg(cost)?)? {
+            Decision::Admit => 0,
+            Decision::Wait(ns) => clamp(ns),
+        })
     }
 
     /// `pacer_reserve`: the ns to wait before acting, `0` = go now.
@@ -183,7 +191,7 @@ impl<H: Host> Exports<H> {
             let status = u16::try_from(status)
                 .ok()
                 .filter(|s| *s <= 999)
-                .ok_or(Error::bad_argument("status", "must be from 0 to 999"))?;
+                .ok_or_else(|| Error::bad_argument("status", "must be from 0 to 999"))?;
             let retry_after = u64::try_from(retry_after_ms).ok().map(ms_to_ns);
             match sent_at_ns {
                 None => policy.on_response(now, index, status, retry_after),
@@ -281,10 +289,9 @@ impl<H: Host> Exports<H> {
                 let utilization = u32::try_from(utilization_ppm)
                     .ok()
                     .filter(|u| *u <= PPM)
-                    .ok_or(Error::bad_argument(
-                        "utilization_ppm",
-                        "must be from 0 to 1000000",
-                    ))?;
+                    .ok_or_else(|| {
+                        Error::bad_argument("utilization_ppm", "must be from 0 to 1000000")
+                    })?;
                 Ok(clamp(policy.jitter(base, utilization)))
             });
         self.finish(result)
@@ -348,14 +355,15 @@ impl<H: Host> Exports<H> {
     pub fn finish<T: From<i32>>(&mut self, result: Result<T, Error>) -> T {
         match result {
             Ok(value) => value,
-            Err(error) => self.fail(&error),
+            Err(error) => self.fail(error),
         }
     }
 
-    /// Records `error` as the last error and returns its code.
+    /// Records `error` as the last error and returns its code. It takes the error by value, so
+    /// dropping it happens here, off the decisions' path.
     #[cold]
     #[inline(never)]
-    pub fn fail<T: From<i32>>(&mut self, error: &Error) -> T {
+    pub fn fail<T: From<i32>>(&mut self, error: Error) -> T {
         self.last_error = error.to_string();
         T::from(error.code())
     }
@@ -376,11 +384,13 @@ impl<H: Host> Exports<H> {
     }
 
     /// The policy, the limiter's index and the time, after the first two checks.
+    #[inline(never)]
     fn with_limiter(&mut self, limiter: i32) -> Result<(&mut Policy, usize, Nanos), Error> {
         self.with_limiter_at(None, limiter)
     }
 
     /// [`Exports::with_limiter`] at `now_ns` when the host passed it, else at the import's.
+    #[inline(always)]
     fn with_limiter_at(
         &mut self,
         now_ns: Option<i64>,
@@ -390,16 +400,19 @@ impl<H: Host> Exports<H> {
             Some(now_ns) => host_time(now_ns),
             None => self.now(),
         };
-        let policy = self.policy.as_mut().ok_or(Error::NotConfigured)?;
+        // Errors built only on their own paths (not `ok_or`): an eagerly built error is
+        // dropped by a call on the decisions' path (tests/decision_path.rs in the host).
+        let Some(policy) = self.policy.as_mut() else {
+            return Err(Error::NotConfigured);
+        };
         let count = policy.config().limiters.len();
-        let index =
-            usize::try_from(limiter)
-                .ok()
-                .filter(|i| *i < count)
-                .ok_or(Error::UnknownLimiter {
-                    index: i64::from(limiter),
-                    count,
-                })?;
+        let index = usize::try_from(limiter)
+            .ok()
+            .filter(|i| *i < count)
+            .ok_or_else(|| Error::UnknownLimiter {
+                index: i64::from(limiter),
+                count,
+            })?;
         Ok((policy, index, now))
     }
 }
@@ -413,7 +426,7 @@ fn cost_arg(cost: i32) -> Result<u32, Error> {
     u32::try_from(cost)
         .ok()
         .filter(|c| *c >= 1)
-        .ok_or(Error::bad_argument("cost", "must be at least 1"))
+        .ok_or_else(|| Error::bad_argument("cost", "must be at least 1"))
 }
 
 fn non_negative(value: i64, name: &'static str) -> Result<u64, Error> {

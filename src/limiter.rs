@@ -64,7 +64,7 @@ impl Limiter {
     }
 
     /// Admits `cost` tokens now, or says exactly how long until it would (taking nothing).
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&mut self, now: Nanos, cost: u32) -> Result<Decision, Error> {
         self.quota.check_cost(cost)?;
         let (owed, ceiling) = self.owed(now, cost);

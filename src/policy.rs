@@ -163,7 +163,7 @@ impl Policy {
     }
 
     /// Admits `cost` tokens now or says exactly how long until it would, honouring pauses.
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(
         &mut self,
         now: Nanos,
@@ -416,18 +416,22 @@ impl Policy {
     #[inline]
     fn slot(&mut self, limiter: usize) -> Result<&mut Slot, Error> {
         let count = self.slots.len();
-        self.slots.get_mut(limiter).ok_or(Error::UnknownLimiter {
-            index: i64::try_from(limiter).unwrap_or(i64::MAX),
-            count,
-        })
+        self.slots
+            .get_mut(limiter)
+            .ok_or_else(|| Error::UnknownLimiter {
+                index: i64::try_from(limiter).unwrap_or(i64::MAX),
+                count,
+            })
     }
 
     #[inline]
     fn slot_ref(&self, limiter: usize) -> Result<&Slot, Error> {
         let count = self.slots.len();
-        self.slots.get(limiter).ok_or(Error::UnknownLimiter {
-            index: i64::try_from(limiter).unwrap_or(i64::MAX),
-            count,
-        })
+        self.slots
+            .get(limiter)
+            .ok_or_else(|| Error::UnknownLimiter {
+                index: i64::try_from(limiter).unwrap_or(i64::MAX),
+                count,
+            })
     }
 }

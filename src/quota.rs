@@ -68,11 +68,19 @@ pub(crate) fn div_ceil(x: Ticks, d: Ticks) -> Ticks {
 }
 
 /// `cost` intervals in ticks: `interval < 2^88` and `cost < 2^32`, so this cannot overflow.
-///
-/// Multiplied by 32-bit limbs, each partial product within 64 bits: a 128-bit product is a
-/// call to `__multi3` in wasm, and this is on every decision's path.
 #[inline]
 pub(crate) fn times(interval: Ticks, cost: u32) -> Ticks {
+    if cfg!(target_arch = "wasm32") {
+        times_by_limbs(interval, cost)
+    } else {
+        interval * Ticks::from(cost)
+    }
+}
+
+/// [`times`] by 32-bit limbs, each partial product within 64 bits: in wasm a 128-bit product
+/// is a call to `__multi3`, and this is on every decision's path.
+#[inline]
+fn times_by_limbs(interval: Ticks, cost: u32) -> Ticks {
     let cost = u64::from(cost);
     let low = interval as u64;
     let high = (interval >> 64) as u64;
@@ -249,7 +257,7 @@ pub fn default_burst(tokens_per_hour: f64) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{div_ceil, div_floor, times};
+    use super::{div_ceil, div_floor, times_by_limbs};
     use proptest::prelude::*;
 
     proptest! {
@@ -276,8 +284,8 @@ mod tests {
         /// Exact against the 128-bit product over the whole domain: intervals below 2^88,
         /// any 32-bit cost.
         #[test]
-        fn times_is_exact(interval in 0u128..(1 << 88), cost: u32) {
-            prop_assert_eq!(times(interval, cost), interval * u128::from(cost));
+        fn times_by_limbs_is_exact(interval in 0u128..(1 << 88), cost: u32) {
+            prop_assert_eq!(times_by_limbs(interval, cost), interval * u128::from(cost));
         }
     }
 }
