@@ -383,7 +383,8 @@ impl<H: Host> Exports<H> {
         }
     }
 
-    /// The policy, the limiter's index and the time, after the first two checks.
+    /// The policy, the limiter's index and the time, after the first two checks. One copy for
+    /// the many exports that use it; the decisions inline [`Exports::with_limiter_at`] instead.
     #[inline(never)]
     fn with_limiter(&mut self, limiter: i32) -> Result<(&mut Policy, usize, Nanos), Error> {
         self.with_limiter_at(None, limiter)
