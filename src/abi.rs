@@ -220,6 +220,16 @@ pub extern "C" fn pacer_cancel(limiter: i32, cost: i32, due_at_ns: i64) -> i32 {
 }
 
 #[unsafe(no_mangle)]
+pub extern "C" fn pacer_set_rate(limiter: i32, micro_tokens_per_hour: i64) -> i32 {
+    exports().set_rate(limiter, micro_tokens_per_hour)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pacer_pause(limiter: i32, for_ns: i64) -> i32 {
+    exports().pause(limiter, for_ns)
+}
+
+#[unsafe(no_mangle)]
 pub extern "C" fn pacer_next_delay_ns(limiter: i32, cost: i32, base_ns: i64) -> i64 {
     exports().next_delay_ns(limiter, cost, base_ns)
 }

@@ -71,4 +71,9 @@ impl HighWater {
         self.highest = self.highest.max(now);
         self.highest
     }
+
+    /// The highest reading seen so far.
+    pub fn latest(&self) -> Nanos {
+        self.highest
+    }
 }

@@ -270,6 +270,35 @@ impl<H: Host> Exports<H> {
         self.finish(result)
     }
 
+    /// `pacer_set_rate` (feature bit 16): runs the limiter at `micro_tokens_per_hour` / 10^6
+    /// tokens an hour (100 to 3.6e18, i.e. 0.0001 to 3.6e12) from now on, keeping its bucket's
+    /// tokens: `0`.
+    pub fn set_rate(&mut self, limiter: i32, micro_tokens_per_hour: i64) -> i32 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            let micro = u64::try_from(micro_tokens_per_hour)
+                .ok()
+                .filter(|m| (MIN_MICRO_RATE..=MAX_MICRO_RATE).contains(m))
+                .ok_or_else(|| {
+                    Error::bad_argument(
+                        "micro_tokens_per_hour",
+                        "must be from 100 (0.0001 an hour) to 3.6e18 (one per ns)",
+                    )
+                })?;
+            policy.set_rate(now, index, micro as f64 / 1e6).map(|()| 0)
+        });
+        self.finish(result)
+    }
+
+    /// `pacer_pause` (feature bit 32): pauses the limiter for `for_ns` from now, as a
+    /// Retry-After would but counting no failure: `0`.
+    pub fn pause(&mut self, limiter: i32, for_ns: i64) -> i32 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            let duration = non_negative(for_ns, "for_ns")?;
+            policy.pause(now, index, duration).map(|()| 0)
+        });
+        self.finish(result)
+    }
+
     /// `pacer_retry_in_ns`: while the circuit refuses, ns until asking again; else `0`.
     pub fn retry_in_ns(&mut self, limiter: i32) -> i64 {
         let result = self
@@ -417,6 +446,11 @@ impl<H: Host> Exports<H> {
         Ok((policy, index, now))
     }
 }
+
+/// `pacer_set_rate`'s bounds: [`crate::quota::MIN_TOKENS_PER_HOUR`] and
+/// [`crate::quota::MAX_TOKENS_PER_HOUR`] in millionths.
+const MIN_MICRO_RATE: u64 = 100;
+const MAX_MICRO_RATE: u64 = 3_600_000_000_000_000_000;
 
 /// Maps the host's signed clock onto `u64` preserving order, so any origin works.
 pub fn host_time(now_ns: i64) -> Nanos {

@@ -22,9 +22,17 @@ pub const FEATURE_RESPONSE_SENT: i32 = 1 << 1;
 pub const FEATURE_NOW_ARGUMENT: i32 = 1 << 2;
 /// `pacer_features` bit: `pacer_cancel` hands back the newest reservation.
 pub const FEATURE_CANCEL: i32 = 1 << 3;
+/// `pacer_features` bit: `pacer_set_rate` changes a limiter's rate, keeping its tokens.
+pub const FEATURE_SET_RATE: i32 = 1 << 4;
+/// `pacer_features` bit: `pacer_pause` pauses a limiter without counting a failure.
+pub const FEATURE_PAUSE: i32 = 1 << 5;
 /// Every optional export this module has, as `pacer_features` announces them.
-pub const FEATURES: i32 =
-    FEATURE_REPLACE | FEATURE_RESPONSE_SENT | FEATURE_NOW_ARGUMENT | FEATURE_CANCEL;
+pub const FEATURES: i32 = FEATURE_REPLACE
+    | FEATURE_RESPONSE_SENT
+    | FEATURE_NOW_ARGUMENT
+    | FEATURE_CANCEL
+    | FEATURE_SET_RATE
+    | FEATURE_PAUSE;
 
 /// A WebAssembly value type at the boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +171,8 @@ pub const EXPORTS: &[Function] = &[
         FEATURE_NOW_ARGUMENT,
     ),
     optional("pacer_cancel", &[I32, I32, I64], &[I32], FEATURE_CANCEL),
+    optional("pacer_set_rate", &[I32, I64], &[I32], FEATURE_SET_RATE),
+    optional("pacer_pause", &[I32, I64], &[I32], FEATURE_PAUSE),
 ];
 
 /// The export called `name`, if ABI v1 has one.

@@ -182,6 +182,38 @@ impl Limiter {
         self.tat = self.tat.max(one_token_left.min(MAX_TAT));
     }
 
+    /// Runs the bucket at `quota` from `now` on. A bucket with tokens keeps them (rounded
+    /// towards fewer): a rate change lends nothing and takes nothing. A bucket in debt keeps
+    /// the time its debt is paid, when the last slot handed out matures (or a pause's hold
+    /// ends): those slots keep their times, the next one comes after them (FIFO), and the new
+    /// rate applies from there. So grants stay within burst plus the integral of the rate in
+    /// force when each was issued.
+    pub fn set_quota(&mut self, now: Nanos, quota: Quota) {
+        let now_ticks = ticks(now);
+        // Ticks of the burst in use (or in debt): a bucket behind `now` is full.
+        let in_use = self.tat.max(now_ticks) - now_ticks;
+        // Keep the unused tokens: whole ones exactly, the fraction of one rounded down by a
+        // relative 2^-50 (more than f64's error), so never more than the exact answer.
+        let unused = self.quota.capacity().saturating_sub(in_use);
+        let whole = div_floor(unused, self.quota.interval());
+        let fraction = (unused - whole * self.quota.interval()) as f64;
+        let scale = quota.interval() as f64 / self.quota.interval() as f64;
+        let fraction_now = (fraction * scale * (1.0 - 1.0 / (1u64 << 50) as f64)) as Ticks;
+        // `whole <= burst`, which fits a `u32`.
+        let unused_now = times(quota.interval(), u32::try_from(whole).unwrap_or(u32::MAX))
+            .saturating_add(fraction_now.min(quota.interval()));
+        let rounded = quota.capacity() - unused_now.min(quota.capacity());
+        // In debt, slots already handed out (or a pause's hold) run until `tat - capacity`:
+        // that horizon is kept in time, so the next slot comes after them (FIFO) and then
+        // at the new rate.
+        let in_use_now = match in_use.checked_sub(self.quota.capacity()) {
+            Some(horizon) if horizon > 0 => horizon.saturating_add(quota.capacity()),
+            _ => rounded,
+        };
+        self.quota = quota;
+        self.tat = (now_ticks + in_use_now.min(MAX_TAT)).min(MAX_TAT);
+    }
+
     /// When the current pause ends (in the past when there is none).
     pub fn paused_until(&self) -> Nanos {
         self.paused_until

@@ -32,7 +32,10 @@ pub enum Schedule {
 /// decorrelated jitter's previous delay.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot {
+    /// The quota in force: the configured one, or a rate set since.
     pub quota: Quota,
+    /// The configured quota (snapshots carry the bucket in its terms).
+    pub configured: Quota,
     pub bucket: Option<Limiter>,
     pub breaker: Breaker,
     pub jitter_previous: Option<Nanos>,
@@ -42,6 +45,7 @@ impl Slot {
     fn new(quota: Quota) -> Self {
         Slot {
             quota,
+            configured: quota,
             bucket: None,
             breaker: Breaker::default(),
             jitter_previous: None,
@@ -139,7 +143,13 @@ impl Policy {
                         && old_slot.quota.burst() == slot.quota.burst()
                 });
             if let Some((_, old_slot)) = kept {
-                slot.bucket.clone_from(&old_slot.bucket);
+                // A rate set since the old config ends: the bucket keeps its tokens.
+                slot.bucket = old_slot.bucket.clone().map(|mut bucket| {
+                    if *bucket.quota() != slot.quota {
+                        bucket.set_quota(self.clock.latest(), slot.quota);
+                    }
+                    bucket
+                });
                 slot.breaker = old_slot.breaker;
             }
         }
@@ -306,6 +316,7 @@ impl Policy {
             breaker,
             jitter_previous,
             quota,
+            ..
         } = slot;
         let bucket = bucket.get_or_insert_with(|| Limiter::new(*quota, now));
         let utilization = bucket.utilization_if_reserved(now, cost);
@@ -376,6 +387,32 @@ impl Policy {
         let slot = self.slot(limiter)?;
         slot.quota.check_cost(cost)?;
         Ok(slot.touch(now).cancel(now, cost, due_at))
+    }
+
+    /// Runs `limiter` at `tokens_per_hour` from `now` on, with the same burst, keeping its
+    /// bucket's tokens or debt (see [`Limiter::set_quota`]): no burst comes from the change,
+    /// and slots already handed out keep their times. In force until the next configure.
+    pub fn set_rate(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        tokens_per_hour: f64,
+    ) -> Result<(), Error> {
+        let now = self.clock.observe(now);
+        let slot = self.slot(limiter)?;
+        let quota = slot.quota.with_rate(tokens_per_hour)?;
+        slot.touch(now).set_quota(now, quota);
+        slot.quota = quota;
+        Ok(())
+    }
+
+    /// Pauses `limiter` for `duration` ns from `now`, as a Retry-After would, but without
+    /// counting a failure: for a pause another host saw (a longer pause in force stays).
+    pub fn pause(&mut self, now: Nanos, limiter: usize, duration: Nanos) -> Result<(), Error> {
+        let now = self.clock.observe(now);
+        let slot = self.slot(limiter)?;
+        slot.touch(now).pause_until(now.saturating_add(duration));
+        Ok(())
     }
 
     /// While the circuit refuses: ns until asking again can succeed; else 0.

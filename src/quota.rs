@@ -145,6 +145,12 @@ impl Quota {
         Quota::build(self.tokens_per_hour, burst, self.initial)
     }
 
+    /// The same burst and initial fill at `tokens_per_hour` (0.0001 to 3.6e12).
+    pub fn with_rate(self, tokens_per_hour: f64) -> Result<Quota, ConfigError> {
+        Quota::per_hour(tokens_per_hour)?;
+        Quota::build(tokens_per_hour, self.burst, self.initial)
+    }
+
     /// The same rate with `initial` (0 to 1) of the burst in the bucket when first touched.
     pub fn with_initial(self, initial: f64) -> Result<Quota, ConfigError> {
         if !(0.0..=1.0).contains(&initial) {

@@ -37,12 +37,17 @@ impl Policy {
             put_u32(&mut out, limiter.name.len() as u32);
             out.extend_from_slice(limiter.name.as_bytes());
             out.extend_from_slice(&limiter.tokens_per_hour.to_bits().to_le_bytes());
-            put_u32(&mut out, slot.quota.burst());
+            put_u32(&mut out, slot.configured.burst());
             let (touched, tat, pause) = match &slot.bucket {
                 None => (0u8, 0i128, 0u64),
                 Some(bucket) => {
+                    // In the configured quota's terms, which a restore brings back.
+                    let mut bucket = bucket.clone();
+                    if *bucket.quota() != slot.configured {
+                        bucket.set_quota(now, slot.configured);
+                    }
                     // Anything older than a full bucket (plus the 1 ns grace) decides the same.
-                    let floor = -((slot.quota.capacity() + TICKS_PER_NS) as i128);
+                    let floor = -((slot.configured.capacity() + TICKS_PER_NS) as i128);
                     let tat = (bucket.tat() as i128 - now_ticks as i128).max(floor);
                     (1, tat, bucket.paused_until().saturating_sub(now))
                 }
@@ -79,6 +84,7 @@ impl Policy {
         let (slots, rng, previous, level) = restored;
         for (slot, (bucket, breaker, jitter_previous)) in self.slots.iter_mut().zip(slots) {
             slot.bucket = bucket;
+            slot.quota = slot.configured;
             slot.breaker = breaker;
             slot.jitter_previous = jitter_previous;
         }
@@ -121,7 +127,7 @@ impl Policy {
             let name_len = r.u32()? as usize;
             let same = r.bytes(name_len)? == limiter.name.as_bytes()
                 && r.u64()? == limiter.tokens_per_hour.to_bits()
-                && r.u32()? == slot.quota.burst();
+                && r.u32()? == slot.configured.burst();
             if !same {
                 return Err(Error::BadSnapshot("taken with other limiters"));
             }
@@ -130,7 +136,7 @@ impl Policy {
             let pause = r.u64()?;
             let bucket = touched.then(|| {
                 let tat = u128::try_from(now_ticks.saturating_add(tat)).unwrap_or(0);
-                Limiter::restore(slot.quota, tat, now.saturating_add(pause))
+                Limiter::restore(slot.configured, tat, now.saturating_add(pause))
             });
             let failures = r.u32()?;
             let circuit = match (r.u8()?, now.saturating_add(r.u64()?)) {

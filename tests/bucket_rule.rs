@@ -58,6 +58,16 @@ enum Op {
         max_ms: u64,
         rerate: Option<(usize, f64)>,
     },
+    /// `set_rate`: a new rate for one limiter, its tokens kept.
+    SetRate {
+        limiter: usize,
+        rate: f64,
+    },
+    /// `pause`: a pause another host saw.
+    Pause {
+        limiter: usize,
+        for_ns: u64,
+    },
     Export,
     Import,
     Clock(Step),
@@ -132,9 +142,12 @@ fn op(limiters: usize) -> impl Strategy<Value = Op> {
         1 => (
             jitter_strategy(),
             0u64..10_000,
-            proptest::option::weighted(0.5, (l, rate())),
+            proptest::option::weighted(0.5, (l.clone(), rate())),
         )
             .prop_map(|(strategy, max_ms, rerate)| Op::Reconfigure { strategy, max_ms, rerate }),
+        2 => (l.clone(), rate()).prop_map(|(limiter, rate)| Op::SetRate { limiter, rate }),
+        1 => (l.clone(), prop_oneof![Just(0u64), 0u64..10_000_000_000])
+            .prop_map(|(limiter, for_ns)| Op::Pause { limiter, for_ns }),
         1 => Just(Op::Export),
         1 => Just(Op::Import),
         6 => prop_oneof![
@@ -232,6 +245,8 @@ fn check(case: &Case) -> Result<(), String> {
     let mut clock: u64 = 1 << 40;
     let mut now: u64 = 0; // what the policy has seen: time never goes back inside
     let mut snapshot: Option<(Vec<u8>, Vec<LimiterSpec>)> = None;
+    // The rates in force: the configured ones until `set_rate` changes them.
+    let mut rates: Vec<f64> = specs.iter().map(|s| s.tokens_per_hour).collect();
     let memory = MemoryReading::default();
     let mut extra_possible = case.strategy != JitterStrategy::None;
     for (i, op) in case.ops.iter().enumerate() {
@@ -341,15 +356,69 @@ fn check(case: &Case) -> Result<(), String> {
                 policy
                     .reconfigure(config(case, &next, strategy, max_ms))
                     .map_err(|e| at(&e.to_string()))?;
+                for (i, (old, new)) in specs.iter().zip(&next).enumerate() {
+                    if old.tokens_per_hour.to_bits() != new.tokens_per_hour.to_bits()
+                        || rates[i].to_bits() != new.tokens_per_hour.to_bits()
+                    {
+                        // A re-configure ends a set rate: the limiter keeps its tokens under
+                        // the configured one, or (new rate) may start afresh.
+                        let mut before = old.clone();
+                        before.tokens_per_hour = rates[i];
+                        check_windows(&ledgers[i], &before, &at("before a re-configure"))?;
+                        ledgers[i].grants.clear();
+                    }
+                }
                 for (ledger, (old, new)) in ledgers.iter_mut().zip(specs.iter().zip(&next)) {
                     if old.tokens_per_hour.to_bits() != new.tokens_per_hour.to_bits() {
                         // The contract allows a reset here: the limiter starts afresh.
-                        check_windows(ledger, old, &at("before a re-configure"))?;
                         *ledger = Ledger::default();
                     }
                 }
+                rates = next.iter().map(|s| s.tokens_per_hour).collect();
                 specs = next;
                 extra_possible |= strategy != JitterStrategy::None;
+            }
+            Op::SetRate { limiter, rate } => {
+                let before = policy
+                    .available_milli(clock, limiter)
+                    .map_err(|e| at(&e.to_string()))?;
+                policy
+                    .set_rate(clock, limiter, rate)
+                    .map_err(|e| at(&e.to_string()))?;
+                let after = policy
+                    .available_milli(clock, limiter)
+                    .map_err(|e| at(&e.to_string()))?;
+                // A bucket with tokens keeps them: none gained, none lost but rounding. One
+                // in debt keeps the time it is paid (the FIFO checks hold it to that).
+                let slack = 1 + (before as f64 * 1e-9) as i64;
+                if before >= 0 && (after > before || after < before - slack) {
+                    return Err(at(&format!(
+                        "set_rate({rate}) moved the bucket from {before} to {after} milli-tokens"
+                    )));
+                }
+                // Grants so far keep the old rate's bound; later ones are held to the new
+                // rate's, starting from the tokens kept (at most burst).
+                let mut old = specs[limiter].clone();
+                old.tokens_per_hour = rates[limiter];
+                let ledger = &mut ledgers[limiter];
+                check_windows(ledger, &old, &at("before a rate change"))?;
+                ledger.grants.clear();
+                rates[limiter] = rate;
+            }
+            Op::Pause { limiter, for_ns } => {
+                policy
+                    .pause(clock, limiter, for_ns)
+                    .map_err(|e| at(&e.to_string()))?;
+                let paused_until = now.saturating_add(for_ns);
+                let wait = policy
+                    .try_acquire(clock, limiter, 1)
+                    .map_err(|e| at(&e.to_string()))?
+                    .wait_ns();
+                if now.saturating_add(wait) < paused_until {
+                    return Err(at(&format!(
+                        "admitted {wait} ns from now, inside a pause until {paused_until}"
+                    )));
+                }
             }
             Op::Export => {
                 snapshot = Some((policy.export_state(clock), specs.clone()));
@@ -371,17 +440,21 @@ fn check(case: &Case) -> Result<(), String> {
                     )));
                 }
                 if result.is_ok() {
-                    // A restore may roll state back: the check starts again.
-                    for (ledger, spec) in ledgers.iter_mut().zip(&specs) {
-                        check_windows(ledger, spec, &at("before a restore"))?;
+                    // A restore may roll state back: the check starts again, at the
+                    // configured rates (a restore ends a set rate).
+                    for ((ledger, spec), rate) in ledgers.iter_mut().zip(&specs).zip(&mut rates) {
+                        let mut before = spec.clone();
+                        before.tokens_per_hour = *rate;
+                        check_windows(ledger, &before, &at("before a restore"))?;
                         *ledger = Ledger::default();
+                        *rate = spec.tokens_per_hour;
                     }
                 }
             }
             Op::Clock(step) => {
-                let min_interval = specs
+                let min_interval = rates
                     .iter()
-                    .map(|s| interval_ns(s.tokens_per_hour))
+                    .map(|r| interval_ns(*r))
                     .fold(f64::INFINITY, f64::min);
                 clock = match step {
                     Step::Frozen => clock,
@@ -395,8 +468,10 @@ fn check(case: &Case) -> Result<(), String> {
             }
         }
     }
-    for (ledger, spec) in ledgers.iter().zip(&specs) {
-        check_windows(ledger, spec, "at the end")?;
+    for ((ledger, spec), rate) in ledgers.iter().zip(&specs).zip(&rates) {
+        let mut in_force = spec.clone();
+        in_force.tokens_per_hour = *rate;
+        check_windows(ledger, &in_force, "at the end")?;
     }
     Ok(())
 }

@@ -29,6 +29,9 @@ pub struct Policy {
     limiter_names: Vec<String>,
     checkpoint: Option<Vec<u8>>,
     decisions_since_checkpoint: u32,
+    /// Rates set since the last configure, `(limiter, micro-tokens an hour)`: a restore after
+    /// a trap brings back the configured rates, so these are set again.
+    rates_set: Vec<(u32, i64)>,
 }
 
 impl Policy {
@@ -51,6 +54,7 @@ impl Policy {
             limiter_names: Vec::new(),
             checkpoint: None,
             decisions_since_checkpoint: 0,
+            rates_set: Vec::new(),
         })
     }
 
@@ -64,7 +68,54 @@ impl Policy {
         let code = self.with_bytes("pacer_configure", json.as_bytes(), |e| &e.configure)?;
         self.check(i64::from(code))?;
         self.remember_config(json);
+        self.rates_set.clear();
         self.take_checkpoint()
+    }
+
+    /// Runs `limiter` at `tokens_per_hour` (0.0001 to 3.6e12) from now on, with the same burst,
+    /// keeping its bucket's tokens, or the time its debt is paid; slots handed out keep their
+    /// times. In force until the next [`Policy::configure`] or [`Policy::restore`].
+    /// An [`HostError::Incompatible`] error for a module without `pacer_set_rate` (bit 16).
+    pub fn set_rate(&mut self, limiter: u32, tokens_per_hour: f64) -> Result<(), HostError> {
+        let micro = (tokens_per_hour * 1e6).round();
+        // Out of range (or NaN) goes to the module as -1, which it refuses by name.
+        let micro = if micro.is_finite() && (0.0..9.2e18).contains(&micro) {
+            micro as i64
+        } else {
+            -1
+        };
+        self.set_rate_micro(limiter, micro)?;
+        self.rates_set.retain(|(l, _)| *l != limiter);
+        self.rates_set.push((limiter, micro));
+        Ok(())
+    }
+
+    fn set_rate_micro(&mut self, limiter: u32, micro: i64) -> Result<(), HostError> {
+        if self.exports.set_rate.is_none() {
+            return Err(unsupported("pacer_set_rate", "16"));
+        }
+        self.decide(
+            "pacer_set_rate",
+            |e| e.set_rate.as_ref().expect("bound: checked above"),
+            (arg(limiter), micro),
+        )
+        .map(drop)
+    }
+
+    /// Pauses `limiter` for `duration` from now, as a Retry-After would, without counting a
+    /// failure: for a pause another host saw. A longer pause in force stays.
+    /// An [`HostError::Incompatible`] error for a module without `pacer_pause` (bit 32).
+    pub fn pause(&mut self, limiter: u32, duration: Duration) -> Result<(), HostError> {
+        if self.exports.pause.is_none() {
+            return Err(unsupported("pacer_pause", "32"));
+        }
+        let ns = i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+        self.decide(
+            "pacer_pause",
+            |e| e.pause.as_ref().expect("bound: checked above"),
+            (arg(limiter), ns),
+        )
+        .map(drop)
     }
 
     /// Admits `cost` tokens now, or the exact wait.
@@ -194,6 +245,7 @@ impl Policy {
             (arg(limiter), i32::from(status), retry_ms),
         )?;
         self.check(i64::from(code))?;
+        self.rates_set.clear();
         self.take_checkpoint()
     }
 
@@ -532,10 +584,20 @@ impl Policy {
                 if let Some(config) = self.config.clone() {
                     // Configuring takes a checkpoint of its own: keep the last good one first.
                     let last_good = self.checkpoint.take();
-                    let restored = self.configure(&config).and_then(|()| match &last_good {
-                        Some(snapshot) => self.restore(snapshot),
-                        None => Ok(()),
-                    });
+                    let rates = std::mem::take(&mut self.rates_set);
+                    let restored = self
+                        .configure(&config)
+                        .and_then(|()| match &last_good {
+                            Some(snapshot) => self.restore(snapshot),
+                            None => Ok(()),
+                        })
+                        .and_then(|()| {
+                            for &(limiter, micro) in &rates {
+                                self.set_rate_micro(limiter, micro)?;
+                            }
+                            self.rates_set = rates;
+                            Ok(())
+                        });
                     if let Err(error) = restored {
                         tracing::error!(%error, "could not restore the policy after a trap");
                     }
@@ -548,6 +610,13 @@ impl Policy {
     fn take_environment(&mut self) -> Box<dyn Environment> {
         std::mem::replace(&mut self.store.data_mut().environment, placeholder())
     }
+}
+
+/// The error for an optional export the module does not have.
+fn unsupported(export: &str, bit: &str) -> HostError {
+    HostError::Incompatible(format!(
+        "it lacks the optional export {export} (pacer_features bit {bit}), which this call needs"
+    ))
 }
 
 fn arg(value: u32) -> i32 {

@@ -547,6 +547,10 @@ pub(crate) struct Exports {
     pub next_delay_at: Option<TypedFunc<(i64, i32, i32, i64), i64>>,
     /// `pacer_cancel` (feature bit 8).
     pub cancel: Option<TypedFunc<(i32, i32, i64), i32>>,
+    /// `pacer_set_rate` (feature bit 16).
+    pub set_rate: Option<TypedFunc<(i32, i64), i32>>,
+    /// `pacer_pause` (feature bit 32).
+    pub pause: Option<TypedFunc<(i32, i64), i32>>,
 }
 
 impl Exports {
@@ -603,6 +607,8 @@ impl Exports {
             reserve_at: optional!("pacer_reserve_at"),
             next_delay_at: optional!("pacer_next_delay_at"),
             cancel: optional!("pacer_cancel"),
+            set_rate: optional!("pacer_set_rate"),
+            pause: optional!("pacer_pause"),
         })
     }
 }

@@ -40,6 +40,8 @@ export const EXPORTS = [
   { name: 'pacer_reserve_at', params: ['i64', 'i32', 'i32'], results: ['i64'], feature: 4 },
   { name: 'pacer_next_delay_at', params: ['i64', 'i32', 'i32', 'i64'], results: ['i64'], feature: 4 },
   { name: 'pacer_cancel', params: ['i32', 'i32', 'i64'], results: ['i32'], feature: 8 },
+  { name: 'pacer_set_rate', params: ['i32', 'i64'], results: ['i32'], feature: 16 },
+  { name: 'pacer_pause', params: ['i32', 'i64'], results: ['i32'], feature: 32 },
 ];
 
 export const STATUS = {
