@@ -7,7 +7,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
 .PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
-	browser-tests doc wasm www wasm-bindgen-cli chromium nginx ca-certificates examples
+	browser-tests doc wasm www wasm-bindgen-cli chromium nginx redis ca-certificates examples
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -95,6 +95,11 @@ wasm-bindgen-cli:
 nginx:
 	@[ -x /usr/sbin/nginx ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light; }
 
+## redis: Debian's redis-server, for the shared-limit tests (cli/tests/shared.rs starts its own
+## on a free port in a temporary directory; the package's own service is not used)
+redis:
+	@[ -x /usr/bin/redis-server ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
+
 ## ca-certificates: the platform's root certificates, which `pacer run` checks an https origin
 ## against (cli/tests/https.rs expects an untrusted test CA to be refused by them, not to find
 ## no roots at all)
@@ -124,7 +129,7 @@ clippy: setup
 wasm-check: setup
 	$(CARGO) build -p pacer --target $(WASM_TARGET) --locked
 
-unit-tests: wasm nginx ca-certificates
+unit-tests: wasm nginx redis ca-certificates
 	$(CARGO) test --workspace --locked
 	@# The bucket rule's property test: as many random sequences as fit in 60 s, with the count.
 	$(CARGO) test -p pacer --test bucket_rule --locked -- --ignored --nocapture

@@ -1,7 +1,9 @@
 //! pacer-cli: what the `pacer` command runs on top of `pacer-host`: the paced download
-//! pipeline (`pacer run`), the embedded origin, the simulator's site, and the files they share.
+//! pipeline (`pacer run`), limits shared by a group of hosts on Redis, the embedded origin, the
+//! simulator's site, and the files they share.
 
 pub mod catalogue;
+pub mod group;
 mod loopback;
 pub mod origin;
 pub mod pipeline;

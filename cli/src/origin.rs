@@ -2,7 +2,8 @@
 //!
 //! `GET /index.json` lists the files (`name`, `size`, `sha256`); `GET /files/<name>` serves
 //! each, with deterministic bytes. File requests are limited per client (the `X-Client` header,
-//! else the peer address) by the origin's own token bucket, which answers 429 with
+//! else the peer address), or for all clients together ([`LimitScope::Global`]), by the
+//! origin's own token bucket, which answers 429 with
 //! `Retry-After` (whole seconds, rounded up). Faults can be switched on: 503s, connections
 //! reset mid-body, slow bodies.
 
@@ -43,6 +44,18 @@ pub struct OriginOptions {
     pub reset_rate: f64,
     /// Bodies are sent no faster than this (bytes per second), when set.
     pub slow_bytes_per_second: Option<u64>,
+    /// Whom the limit binds: each client alone, or all of them together.
+    pub limit_scope: LimitScope,
+}
+
+/// Whom the origin's limit binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitScope {
+    /// Each client (the `X-Client` header, else the peer address) has its own quota.
+    #[default]
+    Client,
+    /// One quota binds every client together, as an account's quota does.
+    Global,
 }
 
 impl Default for OriginOptions {
@@ -57,6 +70,7 @@ impl Default for OriginOptions {
             error_rate: 0.0,
             reset_rate: 0.0,
             slow_bytes_per_second: None,
+            limit_scope: LimitScope::Client,
         }
     }
 }
@@ -72,6 +86,26 @@ pub struct OriginStats {
     pub errors: AtomicU64,
     /// Bodies cut off.
     pub resets: AtomicU64,
+    /// When the first and the latest file request came, in ns since the origin started
+    /// (`u64::MAX` / 0 before any).
+    pub first_request_ns: AtomicU64,
+    /// See `first_request_ns`.
+    pub last_request_ns: AtomicU64,
+}
+
+impl OriginStats {
+    /// File requests per second between the first and the latest (0 before two).
+    pub fn request_rate(&self) -> f64 {
+        let (first, last) = (
+            self.first_request_ns.load(Relaxed),
+            self.last_request_ns.load(Relaxed),
+        );
+        let requests = self.requests.load(Relaxed);
+        if requests < 2 || last <= first {
+            return 0.0;
+        }
+        (requests - 1) as f64 / ((last - first) as f64 / 1e9)
+    }
 }
 
 /// One file served: its catalogue entry and the index that seeds its bytes.
@@ -124,7 +158,10 @@ impl Origin {
                 }
             })
             .collect();
-        let stats = Arc::new(OriginStats::default());
+        let stats = Arc::new(OriginStats {
+            first_request_ns: AtomicU64::new(u64::MAX),
+            ..OriginStats::default()
+        });
         let shared = Arc::new(Shared {
             options,
             entries,
@@ -165,6 +202,9 @@ async fn file(
 ) -> Response {
     let stats = &shared.stats;
     stats.requests.fetch_add(1, Relaxed);
+    let arrived = u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    stats.first_request_ns.fetch_min(arrived, Relaxed);
+    stats.last_request_ns.fetch_max(arrived, Relaxed);
     let Some(entry) = shared
         .entries
         .iter()
@@ -173,10 +213,13 @@ async fn file(
     else {
         return (StatusCode::NOT_FOUND, format!("no file {name}\n")).into_response();
     };
-    let client = headers
-        .get("x-client")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| peer.ip().to_string(), str::to_string);
+    let client = match shared.options.limit_scope {
+        LimitScope::Global => String::new(),
+        LimitScope::Client => headers
+            .get("x-client")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| peer.ip().to_string(), str::to_string),
+    };
     let now = u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let decision = shared
         .limiter

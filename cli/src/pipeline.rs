@@ -21,6 +21,7 @@ use pacer_host::pool::{BufferPool, PoolStats};
 use pacer_host::{HostError, Policy};
 
 use crate::catalogue::{self, Entry as Item};
+use crate::group::{Claim, Group};
 use crate::retry_after::{self, RetryAfter};
 use crate::state_file;
 use crate::tls;
@@ -50,6 +51,8 @@ pub struct PipelineOptions {
     /// PEM certificates trusted for an https origin besides the platform's roots (a private
     /// CA).
     pub ca_cert: Option<PathBuf>,
+    /// The group this host shares its limits and its work with (`pacer run --shared`).
+    pub group: Option<Arc<Group>>,
 }
 
 impl PipelineOptions {
@@ -66,6 +69,7 @@ impl PipelineOptions {
             state_file: None,
             max_retry_after: Duration::from_secs(300),
             ca_cert: None,
+            group: None,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Summary {
     pub downloaded: usize,
     /// Files already present and verified.
     pub skipped: usize,
+    /// Files other hosts of the group downloaded.
+    pub by_others: usize,
     /// Files that failed every attempt, with the last reason.
     pub failed: Vec<(String, String)>,
     /// Bytes downloaded (verified files only).
@@ -175,6 +181,9 @@ struct Run {
     pool: BufferPool,
     progress: Arc<dyn Progress>,
     queue: Mutex<VecDeque<Item>>,
+    /// Files another host of the group holds a claim on: tried again once the queue is empty.
+    deferred: Mutex<Vec<Item>>,
+    by_others: AtomicU64,
     requests: AtomicU64,
     throttled: AtomicU64,
     retries: AtomicU64,
@@ -218,6 +227,8 @@ pub async fn run(
         pool,
         progress,
         queue: Mutex::new(queue),
+        deferred: Mutex::new(Vec::new()),
+        by_others: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         throttled: AtomicU64::new(0),
         retries: AtomicU64::new(0),
@@ -247,6 +258,7 @@ pub async fn run(
         return Err(error);
     }
     summary.downloaded = run.downloaded.load(Relaxed) as usize;
+    summary.by_others = run.by_others.load(Relaxed) as usize;
     summary.failed = lock(&run.failed).clone();
     summary.bytes = run.bytes.load(Relaxed);
     summary.requests = run.requests.load(Relaxed);
@@ -266,9 +278,39 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The next file this worker may download: from the queue, or, once it is empty, one that
+/// another host held a claim on (its claim may have expired). `None` when nothing is left.
+async fn next_item(run: &Run) -> Option<Item> {
+    loop {
+        let next = lock(&run.queue).pop_front();
+        let Some(item) = next else {
+            let deferred = std::mem::take(&mut *lock(&run.deferred));
+            if deferred.is_empty() {
+                return None;
+            }
+            lock(&run.queue).extend(deferred);
+            if let Some(group) = &run.options.group {
+                // Claims expire within three leases: look again a little later.
+                tokio::time::sleep(group.lease() / 2).await;
+            }
+            continue;
+        };
+        let Some(group) = &run.options.group else {
+            return Some(item);
+        };
+        match group.claim(&item.name).await {
+            Claim::Mine => return Some(item),
+            Claim::Done => {
+                run.by_others.fetch_add(1, Relaxed);
+            }
+            Claim::Elsewhere => lock(&run.deferred).push(item),
+        }
+    }
+}
+
 async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
     loop {
-        let Some(item) = lock(&run.queue).pop_front() else {
+        let Some(item) = next_item(&run).await else {
             return Ok(());
         };
         let mut last_reason = String::new();
@@ -288,6 +330,9 @@ async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
             };
             if status == 429 {
                 run.throttled.fetch_add(1, Relaxed);
+            }
+            if let (Some(group), Some(pause)) = (&run.options.group, retry_after) {
+                group.publish_pause(run.options.limiter, pause).await;
             }
             lock(&run.policy).on_response_sent(
                 run.options.limiter,
@@ -309,8 +354,14 @@ async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
         }
         if done {
             run.downloaded.fetch_add(1, Relaxed);
+            if let Some(group) = &run.options.group {
+                group.finished(&item.name).await;
+            }
         } else {
             lock(&run.failed).push((item.name.clone(), last_reason));
+            if let Some(group) = &run.options.group {
+                group.release(&item.name).await;
+            }
         }
         run.progress.finished(id, &item.name, done);
     }
@@ -336,8 +387,15 @@ async fn pace(run: &Run, id: usize) -> Result<(), PipelineError> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     loop {
+        if let Some(group) = &run.options.group {
+            // No share of the group's rate yet: a slot now would be placed far away.
+            group.ready(run.options.limiter).await;
+        }
         let schedule =
             lock(&run.policy).next_delay(run.options.limiter, 1, run.options.base_delay)?;
+        if let (Some(group), Schedule::Act { delay }) = (&run.options.group, schedule) {
+            group.acquired(run.options.limiter, delay > 0);
+        }
         match schedule {
             Schedule::Act { mut delay } => loop {
                 run.waited_ns.fetch_add(delay, Relaxed);
@@ -352,13 +410,26 @@ async fn pace(run: &Run, id: usize) -> Result<(), PipelineError> {
                     Schedule::Act { delay: 0 } => return Ok(()),
                     Schedule::Act { delay: later } => delay = later,
                     Schedule::CircuitOpen { retry_in } => {
+                        publish_circuit(run, retry_in).await;
                         wait_out_circuit(run, id, retry_in).await;
                         break;
                     }
                 }
             },
-            Schedule::CircuitOpen { retry_in } => wait_out_circuit(run, id, retry_in).await,
+            Schedule::CircuitOpen { retry_in } => {
+                publish_circuit(run, retry_in).await;
+                wait_out_circuit(run, id, retry_in).await;
+            }
         }
+    }
+}
+
+/// An open circuit pauses the limiter on every host of the group too.
+async fn publish_circuit(run: &Run, retry_in: u64) {
+    if let Some(group) = &run.options.group {
+        group
+            .publish_pause(run.options.limiter, Duration::from_nanos(retry_in))
+            .await;
     }
 }
 

@@ -6,6 +6,7 @@
 mod host;
 #[allow(unused_imports)]
 pub use host::{module_path, real_module, runtime};
+pub mod redis;
 
 /// A tiny HTTP origin for tests whose answers a script decides: `/index.json` lists `files`
 /// empty files; each `/files/<name>` request is answered by `answer(n)` (n counts file

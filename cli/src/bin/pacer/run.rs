@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use pacer_cli::origin::{Origin, OriginOptions};
+use pacer_cli::group::{self, Group, GroupOptions};
+use pacer_cli::origin::{LimitScope, Origin, OriginOptions};
 use pacer_cli::pipeline::{self, PipelineOptions, Progress, Summary};
 use pacer_cli::state_file;
 use pacer_host::{BufferPool, Environment, Policy, Runtime, SandboxOptions, SystemEnvironment};
@@ -37,6 +38,19 @@ pub struct OriginArgs {
     /// Fault: send bodies no faster than this many bytes per second.
     #[arg(long)]
     pub slow: Option<u64>,
+    /// Whom the limit binds: each client alone (its X-Client header), or all clients together
+    /// (one account's quota, which hosts sharing a limit must respect together).
+    #[arg(long, value_enum, default_value_t = Scope::Client)]
+    pub limit_scope: Scope,
+}
+
+/// `--limit-scope`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One quota per client.
+    Client,
+    /// One quota for all clients.
+    Global,
 }
 
 impl OriginArgs {
@@ -73,6 +87,10 @@ impl OriginArgs {
             error_rate: self.error_rate,
             reset_rate: self.reset_rate,
             slow_bytes_per_second: self.slow,
+            limit_scope: match self.limit_scope {
+                Scope::Client => LimitScope::Client,
+                Scope::Global => LimitScope::Global,
+            },
         })
     }
 }
@@ -103,6 +121,20 @@ pub struct RunArgs {
     /// Print the summary as JSON, and no progress bars.
     #[arg(long)]
     pub json: bool,
+    /// Share the config's limits, and the catalogue, with the other hosts of --group through
+    /// this Redis: redis://HOST:PORT/[DB].
+    #[arg(long, value_name = "URL")]
+    pub shared: Option<String>,
+    /// With --shared: the group's name; hosts with the same name share limits and work.
+    #[arg(long, default_value = "pacer", requires = "shared")]
+    pub group: String,
+    /// With --shared: the most hosts the group will have. Each host's burst, and its share
+    /// while Redis is unreachable, is the limit's divided by this.
+    #[arg(long, default_value_t = 16, requires = "shared")]
+    pub max_hosts: u32,
+    /// With --shared: how long a share lasts unrenewed (a dead host's share returns within it).
+    #[arg(long, default_value_t = 2000, requires = "shared")]
+    pub lease_ms: u64,
     #[command(flatten)]
     pub embedded: OriginArgs,
 }
@@ -118,6 +150,15 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     }
     if let Some(origin) = &args.origin {
         pacer_cli::tls::is_https(origin).map_err(|why| format!("--origin: {why}"))?;
+    }
+    let group_options = args.shared.as_ref().map(|url| GroupOptions {
+        url: url.clone(),
+        group: args.group.clone(),
+        max_hosts: args.max_hosts,
+        lease: Duration::from_millis(args.lease_ms),
+    });
+    if let Some(options) = &group_options {
+        options.check()?;
     }
     let module_path = match &args.policy {
         Some(path) => path.clone(),
@@ -155,11 +196,23 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         ahead_ns: Arc::clone(&ahead_ns),
     };
     let mut policy = Policy::new(&module, Box::new(environment)).map_err(|e| e.to_string())?;
+    let local = match &group_options {
+        Some(options) => group::local_config(&config, options.max_hosts, options.lease)?,
+        None => config.clone(),
+    };
     policy
-        .configure(&config)
+        .configure(&local)
         .map_err(|e| format!("config: {e}"))?;
     let state_path = state_file::path_in(&args.out);
     let resumed = resume(&mut policy, &state_path, &ahead_ns);
+    let policy = Arc::new(Mutex::new(policy));
+    // After the resume, which brings back the configured rates: the group sets the shares.
+    let group = match group_options {
+        Some(options) => Some(Arc::new(
+            Group::join(options, &config, Arc::clone(&policy)).await?,
+        )),
+        None => None,
+    };
     // The pool section is validated by the core's own parser (defaults: 20 x 81,920 bytes).
     let pool_config = pacer::Config::from_json(&config)
         .map(|c| c.pool)
@@ -175,6 +228,14 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             module_path.display(),
             args.workers
         );
+        if let (Some(group), Some(url)) = (&group, &args.shared) {
+            say!(
+                "  sharing limits and work with group {:?} on {url} as {} (at most {} hosts)",
+                args.group,
+                group.host(),
+                args.max_hosts
+            );
+        }
         if let Some(age) = resumed {
             say!(
                 "  resumed the policy's state saved {:.1} s ago ({})",
@@ -192,16 +253,12 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     options.workers = args.workers;
     options.state_file = Some(state_path.clone());
     options.ca_cert.clone_from(&args.ca_cert);
+    options.group.clone_from(&group);
     // Retry-After is honoured up to the policy's own longest backoff.
     if let Ok(parsed) = pacer::Config::from_json(&config) {
         options.max_retry_after = Duration::from_millis(parsed.backoff.max_ms);
     }
-    let download = pipeline::run(
-        options,
-        Arc::new(Mutex::new(policy)),
-        pool,
-        Arc::clone(&progress),
-    );
+    let download = pipeline::run(options, policy, pool, Arc::clone(&progress));
     let outcome = tokio::select! {
         outcome = download => outcome,
         _ = tokio::signal::ctrl_c() => {
@@ -210,6 +267,9 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     };
     if let Some(bars) = &bars {
         bars.clear();
+    }
+    if let Some(group) = &group {
+        group.leave().await;
     }
     let summary = outcome.map_err(|e| e.to_string())?;
     let allowed = origin.as_ref().map(|_| args.embedded.origin_rate);
@@ -310,9 +370,10 @@ fn print_summary(
     row(
         "files",
         format!(
-            "{} downloaded, {} already there, {} failed, of {}",
+            "{} downloaded, {} already there, {} by other hosts, {} failed, of {}",
             summary.downloaded,
             summary.skipped,
+            summary.by_others,
             summary.failed.len(),
             summary.files
         ),
@@ -380,6 +441,7 @@ fn summary_json(
     });
     serde_json::json!({
         "files": summary.files, "downloaded": summary.downloaded, "skipped": summary.skipped,
+        "by_other_hosts": summary.by_others,
         "failed": summary.failed.iter().map(|(n, r)| serde_json::json!({ "name": n, "reason": r })).collect::<Vec<_>>(),
         "bytes": summary.bytes, "seconds": summary.elapsed.as_secs_f64(),
         "requests": summary.requests, "requests_per_second": rate(summary),
@@ -407,8 +469,12 @@ pub fn origin(args: &OriginArgs, port: u16) -> Result<(), String> {
             args.file_size,
             origin.url()
         );
+        let scope = match args.limit_scope {
+            Scope::Client => "per client",
+            Scope::Global => "for all clients together",
+        };
         say!(
-            "  index: {}/index.json, limit {}/h per client, burst {} (Ctrl-C stops)",
+            "  index: {}/index.json, limit {}/h {scope}, burst {} (Ctrl-C stops)",
             origin.url(),
             args.origin_rate,
             args.origin_burst

@@ -1,0 +1,637 @@
+//! One limit shared by a group of hosts, on Redis: rate shares, shared pauses, shared work.
+//!
+//! Each host's policy keeps deciding *when* to act (FIFO, pauses, jitter, backoff, circuit and
+//! pressure stay in the module); Redis decides *how much* of each limiter's rate this host may
+//! use. Every `lease / 4` a host renews its share of every limiter (`group/renew.lua`, on
+//! Redis's clock): it reports the rate it may be running at and its demand, and gets a grant,
+//! a max-min fair share of the group's rate by demand (Doorman's rule). The script records a
+//! raise before the host may use it and a cut only once the host reports it, so the recorded
+//! rates of live hosts never sum above the limiter's rate; each host's bucket is the group's
+//! burst divided by `max_hosts`. Hence, in any window W, the group is granted at most
+//! `burst + W / interval` tokens (ABI.md, "Shared limits", says where that holds).
+//!
+//! A host that cannot reach Redis keeps its grant until its lease ends (on its own clock, from
+//! when it asked), then runs at the fallback share, `rate / max_hosts`, and says so once. A
+//! 429's Retry-After, or a circuit that opens, pauses the limiter on every host. The catalogue
+//! is shared too: each file is claimed (with an expiry, renewed while held) and marked done
+//! once verified, so it is downloaded once by one host.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pacer::Config;
+use pacer::quota::{MIN_TOKENS_PER_HOUR, default_burst};
+use pacer_host::Policy;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+/// Where the group lives and how it shares.
+#[derive(Debug, Clone)]
+pub struct GroupOptions {
+    /// `redis://HOST:PORT/[DB]`.
+    pub url: String,
+    /// The group's name: hosts with the same name share their limits and their work.
+    pub group: String,
+    /// The most hosts the group may have: each host's burst, and its share while Redis is
+    /// unreachable, is the limiter's divided by this.
+    pub max_hosts: u32,
+    /// How long a grant lasts without renewal; a dead host's share returns within it.
+    pub lease: Duration,
+}
+
+impl GroupOptions {
+    /// Checks the options; the error names the flag.
+    pub fn check(&self) -> Result<redis::Client, String> {
+        let name_ok = !self.group.is_empty()
+            && self.group.len() <= 64
+            && self
+                .group
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            return Err(format!(
+                "--group: 1 to 64 letters, digits, '-', '_' or '.', got {:?}",
+                self.group
+            ));
+        }
+        if !(1..=1024).contains(&self.max_hosts) {
+            return Err(format!(
+                "--max-hosts: must be from 1 to 1024, got {}",
+                self.max_hosts
+            ));
+        }
+        if !(Duration::from_millis(200)..=Duration::from_secs(60)).contains(&self.lease) {
+            return Err(format!(
+                "--lease-ms: must be from 200 to 60000, got {}",
+                self.lease.as_millis()
+            ));
+        }
+        client(&self.url)
+    }
+}
+
+/// A Redis client for `url`, or an error saying what is wrong with it. Nothing is connected.
+pub fn client(url: &str) -> Result<redis::Client, String> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if scheme != Some("redis") {
+        return Err(format!(
+            "--shared: expected redis://HOST:PORT/[DB], got {url:?} (only plain redis:// is supported)"
+        ));
+    }
+    redis::Client::open(url).map_err(|e| format!("--shared: {url:?} is not a Redis URL: {e}"))
+}
+
+/// A limiter shared by the group, as this host runs it.
+#[derive(Debug)]
+struct Share {
+    index: u32,
+    name: String,
+    /// The group's rate, tokens an hour.
+    total: f64,
+    /// Identity every host must agree on: rate, burst, max_hosts, lease.
+    identity: String,
+    state: Mutex<ShareState>,
+    /// Acquisitions since the last renewal, and whether any had to wait.
+    acquired: AtomicU64,
+    waited: AtomicBool,
+}
+
+#[derive(Debug)]
+struct ShareState {
+    /// The rate the module runs at now (tokens an hour); 0 = not granted (the module runs at
+    /// the slowest rate and the pipeline asks for nothing).
+    rate: f64,
+    /// A faster rate that slots handed out before a cut were placed at, and until when.
+    before_cut: Option<(f64, Instant)>,
+    /// The grant's end on this host's clock; `None` before the first grant.
+    lease_until: Option<Instant>,
+    /// Running at the fallback share because Redis could not be reached.
+    fallback: bool,
+    /// When the current renewal period began (for the demand's rate).
+    period_start: Instant,
+}
+
+/// What a worker may do with a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This host holds the claim: download it.
+    Mine,
+    /// Another host holds it: come back later.
+    Elsewhere,
+    /// A host has already downloaded and verified it.
+    Done,
+}
+
+/// A host's membership of a group: renews its shares in the background until dropped.
+pub struct Group {
+    inner: Arc<Inner>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    options: GroupOptions,
+    host: String,
+    connection: ConnectionManager,
+    renew: Script,
+    pause: Script,
+    claim: Script,
+    policy: Arc<Mutex<Policy>>,
+    shares: Vec<Share>,
+    started: Instant,
+    /// Claims this host holds, renewed with the shares.
+    claims: Mutex<HashSet<String>>,
+    /// Redis was unreachable at the last attempt (said once per outage).
+    unreachable: AtomicBool,
+    /// Renewals that succeeded, and fallback periods begun: for the summary and the tests.
+    renewals: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+/// The local config for a host of a group: the same limiters, each with `burst / max_hosts`
+/// (at least 1) as its bucket, and what the group shares of each.
+pub fn local_config(config: &str, max_hosts: u32, lease: Duration) -> Result<String, String> {
+    let (config, _) = shares_of(config, max_hosts, lease)?;
+    Ok(config.to_json())
+}
+
+fn shares_of(
+    config: &str,
+    max_hosts: u32,
+    lease: Duration,
+) -> Result<(Config, Vec<Share>), String> {
+    let mut config = Config::from_json(config).map_err(|e| format!("config: {e}"))?;
+    let now = Instant::now();
+    let mut shares = Vec::new();
+    for (index, limiter) in config.limiters.iter_mut().enumerate() {
+        let burst = limiter
+            .burst
+            .unwrap_or_else(|| default_burst(limiter.tokens_per_hour));
+        if burst < max_hosts {
+            tracing::warn!(
+                limiter = %limiter.name,
+                "burst {burst} is below --max-hosts {max_hosts}: each host keeps a bucket of 1, \
+                 so the group's burst may reach {max_hosts}"
+            );
+        }
+        limiter.burst = Some((burst / max_hosts).max(1));
+        shares.push(Share {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            name: limiter.name.clone(),
+            total: limiter.tokens_per_hour,
+            identity: format!(
+                "rate {}/h, burst {burst}, max-hosts {max_hosts}, lease {} ms",
+                limiter.tokens_per_hour,
+                lease.as_millis()
+            ),
+            state: Mutex::new(ShareState {
+                rate: 0.0,
+                before_cut: None,
+                lease_until: None,
+                fallback: false,
+                period_start: now,
+            }),
+            acquired: AtomicU64::new(0),
+            waited: AtomicBool::new(false),
+        });
+    }
+    Ok((config, shares))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Group {
+    /// Joins the group with `policy`, already configured with [`local_config`] of `config`:
+    /// sets every limiter to no share, asks Redis for the first grants, and starts renewing.
+    /// Redis being unreachable is not an error (the host falls back, and says so); hosts that
+    /// disagree on a limiter's config are.
+    pub async fn join(
+        options: GroupOptions,
+        config: &str,
+        policy: Arc<Mutex<Policy>>,
+    ) -> Result<Group, String> {
+        let client = options.check()?;
+        let (_, shares) = shares_of(config, options.max_hosts, options.lease)?;
+        let step = options.lease / 4;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(step))
+            .set_response_timeout(Some(step))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(client, manager)
+            .map_err(|e| format!("--shared: {e}"))?;
+        {
+            let mut policy = lock(&policy);
+            for share in &shares {
+                policy
+                    .set_rate(share.index, MIN_TOKENS_PER_HOUR)
+                    .map_err(|e| format!("shared limiter {}: {e}", share.name))?;
+            }
+        }
+        let inner = Arc::new(Inner {
+            host: host_id(),
+            connection,
+            renew: Script::new(include_str!("group/renew.lua")),
+            pause: Script::new(include_str!("group/pause.lua")),
+            claim: Script::new(include_str!("group/claim.lua")),
+            policy,
+            shares,
+            started: Instant::now(),
+            claims: Mutex::new(HashSet::new()),
+            unreachable: AtomicBool::new(false),
+            renewals: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+            options,
+        });
+        // The first grants now: a config that disagrees with the group's stops here.
+        for share in &inner.shares {
+            inner.renew_share(share, false).await?;
+        }
+        let renewer = tokio::spawn(renew_forever(Arc::clone(&inner)));
+        Ok(Group { inner, renewer })
+    }
+
+    /// This host's name in the group.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The lease: how long a grant or a dead host's share lasts.
+    pub fn lease(&self) -> Duration {
+        self.inner.options.lease
+    }
+
+    /// Waits until this host has a share of `limiter` to pace at (at once if it has one, or
+    /// if the limiter is not shared).
+    pub async fn ready(&self, limiter: u32) {
+        let Some(share) = self.inner.share(limiter) else {
+            return;
+        };
+        while lock(&share.state).rate <= 0.0 {
+            tokio::time::sleep(self.inner.options.lease / 8).await;
+        }
+    }
+
+    /// A worker took a slot of `limiter`, after waiting `waited` (its demand).
+    pub fn acquired(&self, limiter: u32, waited: bool) {
+        if let Some(share) = self.inner.share(limiter) {
+            share.acquired.fetch_add(1, Relaxed);
+            if waited {
+                share.waited.store(true, Relaxed);
+            }
+        }
+    }
+
+    /// Pauses `limiter` on every host for `duration` (a 429's Retry-After, an open circuit).
+    pub async fn publish_pause(&self, limiter: u32, duration: Duration) {
+        let Some(share) = self.inner.share(limiter) else {
+            return;
+        };
+        let ms = u64::try_from(duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut connection = self.inner.connection.clone();
+        let mut invocation = self.inner.pause.prepare_invoke();
+        invocation.key(self.inner.key(&share.name, "pause")).arg(ms);
+        let published = tokio::time::timeout(
+            self.inner.options.lease / 4,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await;
+        if !matches!(published, Ok(Ok(_))) {
+            tracing::debug!(limiter = %share.name, "could not publish a pause: Redis unreachable");
+        }
+    }
+
+    /// Claims `file` for this host. If Redis does not answer (three tries), the file is this
+    /// host's: it may then be downloaded twice, never lost.
+    pub async fn claim(&self, file: &str) -> Claim {
+        let inner = &self.inner;
+        let ttl = claim_ttl(inner.options.lease);
+        for _ in 0..3 {
+            let mut connection = inner.connection.clone();
+            let mut invocation = inner.claim.prepare_invoke();
+            invocation
+                .key(inner.key(file, "done"))
+                .key(inner.key(file, "claim"))
+                .arg(&inner.host)
+                .arg(ttl);
+            let answer = tokio::time::timeout(
+                inner.options.lease / 4,
+                invocation.invoke_async::<String>(&mut connection),
+            )
+            .await;
+            match answer.as_ref().map(|a| a.as_ref().map(String::as_str)) {
+                Ok(Ok("done")) => return Claim::Done,
+                Ok(Ok("taken")) => return Claim::Elsewhere,
+                Ok(Ok(_)) => {
+                    lock(&inner.claims).insert(file.to_string());
+                    return Claim::Mine;
+                }
+                _ if inner.unreachable.load(Relaxed) => break,
+                _ => {}
+            }
+        }
+        Claim::Mine
+    }
+
+    /// `file` is downloaded and verified: no host needs it again.
+    pub async fn finished(&self, file: &str) {
+        let inner = &self.inner;
+        lock(&inner.claims).remove(file);
+        let mut connection = inner.connection.clone();
+        let mark = async {
+            redis::pipe()
+                .cmd("SET")
+                .arg(inner.key(file, "done"))
+                .arg(&inner.host)
+                .arg("EX")
+                .arg(DONE_SECONDS)
+                .ignore()
+                .cmd("DEL")
+                .arg(inner.key(file, "claim"))
+                .ignore()
+                .query_async::<()>(&mut connection)
+                .await
+        };
+        if !matches!(
+            tokio::time::timeout(inner.options.lease / 4, mark).await,
+            Ok(Ok(()))
+        ) {
+            tracing::debug!(file, "could not mark the file done: Redis unreachable");
+        }
+    }
+
+    /// This host gave up on `file`: another may try.
+    pub async fn release(&self, file: &str) {
+        let inner = &self.inner;
+        lock(&inner.claims).remove(file);
+        let mut connection = inner.connection.clone();
+        let _ = tokio::time::timeout(
+            inner.options.lease / 4,
+            connection.del::<_, ()>(inner.key(file, "claim")),
+        )
+        .await;
+    }
+
+    /// Renewals that reached Redis, and fallback periods begun.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.inner.renewals.load(Relaxed),
+            self.inner.fallbacks.load(Relaxed),
+        )
+    }
+
+    /// The rate this host runs `limiter` at now, tokens an hour.
+    pub fn rate(&self, limiter: u32) -> Option<f64> {
+        self.inner.share(limiter).map(|s| lock(&s.state).rate)
+    }
+
+    /// Leaves the group: this host's shares return to the others at once.
+    pub async fn leave(&self) {
+        self.renewer.abort();
+        for share in &self.inner.shares {
+            let _ = self.inner.renew_share(share, true).await;
+        }
+    }
+}
+
+/// Done marks last a day: a re-run of the group within it skips what was done.
+const DONE_SECONDS: u64 = 24 * 3600;
+
+/// A claim lasts three leases, renewed every quarter lease while held.
+fn claim_ttl(lease: Duration) -> u64 {
+    u64::try_from(lease.as_millis() * 3).unwrap_or(u64::MAX)
+}
+
+/// `pacer-<pid>-<random>`: unique across hosts and restarts.
+fn host_id() -> String {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("pacer-{}-{:08x}", std::process::id(), random as u32)
+}
+
+async fn renew_forever(inner: Arc<Inner>) {
+    let step = inner.options.lease / 4;
+    loop {
+        tokio::time::sleep(step).await;
+        for share in &inner.shares {
+            if let Err(error) = inner.renew_share(share, false).await {
+                tracing::error!("{error}");
+            }
+        }
+        inner.renew_claims().await;
+    }
+}
+
+impl Inner {
+    fn share(&self, limiter: u32) -> Option<&Share> {
+        self.shares.iter().find(|s| s.index == limiter)
+    }
+
+    /// `pacer:{group}:name:what`: every key of a group in one Redis Cluster slot.
+    fn key(&self, name: &str, what: &str) -> String {
+        format!("pacer:{{{}}}:{name}:{what}", self.options.group)
+    }
+
+    /// One renewal of `share`; an error only for a config the group refuses.
+    async fn renew_share(&self, share: &Share, leaving: bool) -> Result<(), String> {
+        let sent = Instant::now();
+        let (applied, demand) = {
+            let mut state = lock(&share.state);
+            let elapsed = sent
+                .duration_since(state.period_start)
+                .as_secs_f64()
+                .max(1e-3);
+            state.period_start = sent;
+            let acquired = share.acquired.swap(0, Relaxed) as f64;
+            let waited = share.waited.swap(false, Relaxed);
+            // Waiting for slots: it would take everything. Otherwise twice its recent use,
+            // and at least a fallback share, so that work arriving finds some rate.
+            let fallback = share.total / f64::from(self.options.max_hosts);
+            let demand = if waited || state.rate <= 0.0 {
+                share.total
+            } else {
+                (2.0 * acquired * 3600.0 / elapsed).clamp(fallback.min(share.total), share.total)
+            };
+            let mut applied = state.rate;
+            if let Some((faster, until)) = state.before_cut {
+                if sent < until {
+                    applied = applied.max(faster);
+                } else {
+                    state.before_cut = None;
+                }
+            }
+            (applied, demand)
+        };
+        let mut connection = self.connection.clone();
+        let mut invocation = self.renew.prepare_invoke();
+        invocation
+            .key(self.key(&share.name, "members"))
+            .key(self.key(&share.name, "identity"))
+            .key(self.key(&share.name, "contact"))
+            .key(self.key(&share.name, "pause"))
+            .arg(&self.host)
+            .arg(&share.identity)
+            .arg(share.total)
+            .arg(applied)
+            .arg(demand)
+            .arg(u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX))
+            .arg(if leaving { 1 } else { 0 });
+        let call = invocation.invoke_async::<(String, i64, i64)>(&mut connection);
+        match tokio::time::timeout(self.options.lease / 4, call).await {
+            Ok(Ok((grant, pause_ms, _settling))) => {
+                self.renewals.fetch_add(1, Relaxed);
+                if self.unreachable.swap(false, Relaxed) {
+                    tracing::warn!(
+                        group = %self.options.group,
+                        "Redis is back: rejoined the group"
+                    );
+                }
+                if leaving {
+                    return Ok(());
+                }
+                // Never above what was granted: the text's last digit may round up.
+                let grant = grant.parse::<f64>().unwrap_or(0.0) * (1.0 - 1e-12);
+                self.apply(share, grant, Some(sent + self.options.lease));
+                if pause_ms > 0 {
+                    let pause = Duration::from_millis(u64::try_from(pause_ms).unwrap_or(0));
+                    if let Err(error) = lock(&self.policy).pause(share.index, pause) {
+                        tracing::warn!(limiter = %share.name, %error, "could not apply a shared pause");
+                    }
+                }
+                Ok(())
+            }
+            Ok(Err(error)) if error.code() == Some("PACERCONFIG") => Err(format!(
+                "--shared: limiter {:?} is configured differently in group {:?}: this host has \
+                 {}, the group {}; every host must use the same config, --max-hosts and \
+                 --lease-ms",
+                share.name,
+                self.options.group,
+                share.identity,
+                error.detail().unwrap_or("another")
+            )),
+            outcome => {
+                if leaving {
+                    return Ok(());
+                }
+                let why = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => format!("no answer within {:?}", self.options.lease / 4),
+                };
+                if !self.unreachable.swap(true, Relaxed) {
+                    tracing::warn!(
+                        group = %self.options.group,
+                        url = %self.options.url,
+                        "Redis unreachable ({why}): each host falls back to 1/{} of each \
+                         limiter's rate once its lease ends, and rejoins when Redis returns",
+                        self.options.max_hosts
+                    );
+                }
+                let lease_over = {
+                    let state = lock(&share.state);
+                    let until = state
+                        .lease_until
+                        .unwrap_or(self.started + self.options.lease);
+                    sent >= until && !state.fallback
+                };
+                if lease_over {
+                    self.fallbacks.fetch_add(1, Relaxed);
+                    let fallback = share.total / f64::from(self.options.max_hosts);
+                    self.apply(share, fallback, None);
+                    lock(&share.state).fallback = true;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `share` at `grant` tokens an hour (below a useful floor: no share, the slowest
+    /// rate, and the pipeline waits). A cut keeps the faster rate reported until the slots
+    /// handed out at it have matured.
+    fn apply(&self, share: &Share, grant: f64, lease_until: Option<Instant>) {
+        let floor = share.total / (4.0 * f64::from(self.options.max_hosts));
+        let rate = if grant >= floor { grant } else { 0.0 };
+        let mut state = lock(&share.state);
+        if lease_until.is_some() {
+            state.lease_until = lease_until;
+            state.fallback = false;
+        }
+        if rate == state.rate {
+            return;
+        }
+        let mut policy = lock(&self.policy);
+        // Slots handed out before a cut were placed at the old rate; in debt, the last one
+        // matures -available / rate from now (the module keeps that time across the cut).
+        let horizon = if rate < state.rate {
+            let debt_milli = policy
+                .available_milli(share.index)
+                .map_or(0, |milli| milli.min(0).unsigned_abs());
+            Some(Duration::from_secs_f64(
+                (debt_milli as f64 / 1000.0) * 3600.0 / state.rate,
+            ))
+        } else {
+            None
+        };
+        let module_rate = if rate > 0.0 {
+            rate
+        } else {
+            MIN_TOKENS_PER_HOUR
+        };
+        if let Err(error) = policy.set_rate(share.index, module_rate) {
+            tracing::error!(limiter = %share.name, %error, "could not set the shared rate");
+            return;
+        }
+        if let Some(horizon) = horizon {
+            let until = Instant::now() + horizon + self.options.lease / 4;
+            let faster = state
+                .before_cut
+                .map_or(state.rate, |(f, _)| f.max(state.rate));
+            state.before_cut = Some((faster, until));
+        }
+        state.rate = rate;
+    }
+
+    /// Keeps this host's claims alive.
+    async fn renew_claims(&self) {
+        let held: Vec<String> = lock(&self.claims).iter().cloned().collect();
+        if held.is_empty() {
+            return;
+        }
+        let ttl = claim_ttl(self.options.lease);
+        let mut pipe = redis::pipe();
+        for file in &held {
+            pipe.cmd("PEXPIRE")
+                .arg(self.key(file, "claim"))
+                .arg(ttl)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        let _ = tokio::time::timeout(
+            self.options.lease / 4,
+            pipe.query_async::<()>(&mut connection),
+        )
+        .await;
+    }
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("group", &self.inner.options.group)
+            .field("host", &self.inner.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}

@@ -1,0 +1,90 @@
+-- One host renews its share of one limiter's rate, on Redis's own clock (TIME).
+--
+-- KEYS[1] members: a hash, host -> "recorded demand expires_ms"
+-- KEYS[2] identity: the limiter's group-wide config; a host that disagrees is refused
+-- KEYS[3] contact: a hash with "last" (the latest renewal, ms) and "since" (when the group
+--         last (re)formed: after a gap of more than a lease, or with its state lost)
+-- KEYS[4] pause: a pause every host honours, with its own expiry
+-- ARGV: host, identity, total (tokens/h), applied (tokens/h the host may be running at),
+--       demand (tokens/h), lease_ms, leaving (1 = leave the group now)
+--
+-- Returns {grant (tokens/h, as text), pause_ms (remaining, 0 if none), settling (0/1)}.
+--
+-- The rule: the recorded rates of live hosts never sum above `total`. A host's record is
+-- raised before the host may raise its rate (the grant is recorded here) and lowered only
+-- when the host reports that it runs lower. Records expire a lease (plus a tenth) after
+-- their renewal, later than the host's own lease on its own clock, which starts when it
+-- sent the request. For one lease after the group (re)forms no host may raise: hosts that
+-- still run on grants from before (Redis restarted empty, or came back after an outage)
+-- report first.
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local host, identity = ARGV[1], ARGV[2]
+local total, applied, demand = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local lease, leaving = tonumber(ARGV[6]), ARGV[7] == '1'
+local keep = lease * 3
+
+local known = redis.call('GET', KEYS[2])
+if not known then
+  redis.call('SET', KEYS[2], identity, 'PX', keep)
+elseif known ~= identity then
+  return redis.error_reply('PACERCONFIG ' .. known)
+else
+  redis.call('PEXPIRE', KEYS[2], keep)
+end
+
+local contact = redis.call('HMGET', KEYS[3], 'last', 'since')
+local last, since = tonumber(contact[1]), tonumber(contact[2])
+if (not last) or (not since) or now - last > lease then
+  since = now
+end
+redis.call('HSET', KEYS[3], 'last', now, 'since', since)
+redis.call('PEXPIRE', KEYS[3], keep)
+local settling = now < since + lease
+
+-- Live hosts other than this one; expired records are dropped.
+local others, entries = 0, {}
+local members = redis.call('HGETALL', KEYS[1])
+for i = 1, #members, 2 do
+  local h, record = members[i], members[i + 1]
+  local r, d, e = string.match(record, '^(%S+) (%S+) (%S+)$')
+  if h ~= host then
+    if (not e) or tonumber(e) < now then
+      redis.call('HDEL', KEYS[1], h)
+    else
+      others = others + tonumber(r)
+      entries[#entries + 1] = tonumber(d)
+    end
+  end
+end
+
+local pause_ms = redis.call('PTTL', KEYS[4])
+if pause_ms < 0 then pause_ms = 0 end
+
+if leaving then
+  redis.call('HDEL', KEYS[1], host)
+  return {'0', pause_ms, settling and 1 or 0}
+end
+
+-- Max-min fair shares by demand (water-filling): the smallest demands are met in full, the
+-- rest split what is left evenly.
+entries[#entries + 1] = demand
+table.sort(entries)
+local left, target = total, 0
+for i, d in ipairs(entries) do
+  local share = math.min(d, left / (#entries - i + 1))
+  left = left - share
+  if d == demand then target = share end
+end
+-- Equal demands share equally: this host's target is its water level.
+target = math.min(demand, math.max(target, 0))
+
+local grant = math.min(target, total - others)
+if settling then grant = math.min(grant, applied) end
+if grant < 0 then grant = 0 end
+local recorded = math.max(grant, applied)
+redis.call('HSET', KEYS[1], host,
+  string.format('%.17g %.17g %d', recorded, demand, now + lease + math.floor(lease / 10)))
+redis.call('PEXPIRE', KEYS[1], keep)
+return {string.format('%.17g', grant), pause_ms, settling and 1 or 0}
