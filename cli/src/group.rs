@@ -151,7 +151,7 @@ struct Inner {
 }
 
 /// The local config for a host of a group: the same limiters, each with `burst / max_hosts`
-/// (at least 1) as its bucket, and what the group shares of each.
+/// (at least 1) as its bucket, starting empty.
 pub fn local_config(config: &str, max_hosts: u32, lease: Duration) -> Result<String, String> {
     let (config, _) = shares_of(config, max_hosts, lease)?;
     Ok(config.to_json())
@@ -177,6 +177,9 @@ fn shares_of(
             );
         }
         limiter.burst = Some((burst / max_hosts).max(1));
+        // Empty at first: every token a host spends then accrued at a rate the group granted
+        // it, so a host that joins brings no burst of its own.
+        limiter.initial = 0.0;
         shares.push(Share {
             index: u32::try_from(index).unwrap_or(u32::MAX),
             name: limiter.name.clone(),
@@ -236,7 +239,7 @@ impl Group {
         let inner = Arc::new(Inner {
             host: host_id(),
             connection,
-            renew: Script::new(include_str!("group/renew.lua")),
+            renew: Script::new(RENEW_SCRIPT),
             pause: Script::new(include_str!("group/pause.lua")),
             claim: Script::new(include_str!("group/claim.lua")),
             policy,
@@ -401,6 +404,47 @@ impl Group {
     }
 }
 
+/// The host's side of the sharing rules, as pure functions (the group's simulation in
+/// `cli/tests/group_bound.rs` runs them on a virtual clock).
+pub mod rules {
+    use std::time::Duration;
+
+    /// The share while Redis is unreachable: `total / max_hosts`.
+    pub fn fallback(total: f64, max_hosts: u32) -> f64 {
+        total / f64::from(max_hosts)
+    }
+
+    /// The demand a host reports: everything while it waits for slots (or has no share),
+    /// otherwise twice its recent use, at least a fallback share so that new work finds some
+    /// rate, and never above `total`.
+    pub fn demand(total: f64, max_hosts: u32, rate: f64, waited: bool, used_per_hour: f64) -> f64 {
+        if waited || rate <= 0.0 {
+            total
+        } else {
+            (2.0 * used_per_hour).clamp(fallback(total, max_hosts).min(total), total)
+        }
+    }
+
+    /// The rate a host runs at for `grant`: below a quarter of a fallback share, none (a slot
+    /// placed at a crawl would wait long after the share grows).
+    pub fn usable(grant: f64, total: f64, max_hosts: u32) -> f64 {
+        if grant >= fallback(total, max_hosts) / 4.0 {
+            grant
+        } else {
+            0.0
+        }
+    }
+
+    /// How long slots handed out at `old_rate` (tokens an hour) keep maturing after a cut,
+    /// from the bucket's debt in milli-tokens just before it.
+    pub fn horizon(debt_milli: u64, old_rate: f64) -> Duration {
+        Duration::from_secs_f64((debt_milli as f64 / 1000.0) * 3600.0 / old_rate)
+    }
+}
+
+/// The renewal, a Lua script Redis runs atomically (`group/renew.lua`).
+pub const RENEW_SCRIPT: &str = include_str!("group/renew.lua");
+
 /// Done marks last a day: a re-run of the group within it skips what was done.
 const DONE_SECONDS: u64 = 24 * 3600;
 
@@ -452,14 +496,13 @@ impl Inner {
             state.period_start = sent;
             let acquired = share.acquired.swap(0, Relaxed) as f64;
             let waited = share.waited.swap(false, Relaxed);
-            // Waiting for slots: it would take everything. Otherwise twice its recent use,
-            // and at least a fallback share, so that work arriving finds some rate.
-            let fallback = share.total / f64::from(self.options.max_hosts);
-            let demand = if waited || state.rate <= 0.0 {
-                share.total
-            } else {
-                (2.0 * acquired * 3600.0 / elapsed).clamp(fallback.min(share.total), share.total)
-            };
+            let demand = rules::demand(
+                share.total,
+                self.options.max_hosts,
+                state.rate,
+                waited,
+                acquired * 3600.0 / elapsed,
+            );
             let mut applied = state.rate;
             if let Some((faster, until)) = state.before_cut {
                 if sent < until {
@@ -543,7 +586,7 @@ impl Inner {
                 };
                 if lease_over {
                     self.fallbacks.fetch_add(1, Relaxed);
-                    let fallback = share.total / f64::from(self.options.max_hosts);
+                    let fallback = rules::fallback(share.total, self.options.max_hosts);
                     self.apply(share, fallback, None);
                     lock(&share.state).fallback = true;
                 }
@@ -556,8 +599,7 @@ impl Inner {
     /// rate, and the pipeline waits). A cut keeps the faster rate reported until the slots
     /// handed out at it have matured.
     fn apply(&self, share: &Share, grant: f64, lease_until: Option<Instant>) {
-        let floor = share.total / (4.0 * f64::from(self.options.max_hosts));
-        let rate = if grant >= floor { grant } else { 0.0 };
+        let rate = rules::usable(grant, share.total, self.options.max_hosts);
         let mut state = lock(&share.state);
         if lease_until.is_some() {
             state.lease_until = lease_until;
@@ -573,9 +615,7 @@ impl Inner {
             let debt_milli = policy
                 .available_milli(share.index)
                 .map_or(0, |milli| milli.min(0).unsigned_abs());
-            Some(Duration::from_secs_f64(
-                (debt_milli as f64 / 1000.0) * 3600.0 / state.rate,
-            ))
+            Some(rules::horizon(debt_milli, state.rate))
         } else {
             None
         };

@@ -6,7 +6,8 @@
 --         last (re)formed: after a gap of more than a lease, or with its state lost)
 -- KEYS[4] pause: a pause every host honours, with its own expiry
 -- ARGV: host, identity, total (tokens/h), applied (tokens/h the host may be running at),
---       demand (tokens/h), lease_ms, leaving (1 = leave the group now)
+--       demand (tokens/h), lease_ms, leaving (1 = leave the group now), and optionally the
+--       time in ms to use instead of TIME (the group's simulation runs on a virtual clock)
 --
 -- Returns {grant (tokens/h, as text), pause_ms (remaining, 0 if none), settling (0/1)}.
 --
@@ -19,7 +20,7 @@
 -- report first.
 
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[8]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local host, identity = ARGV[1], ARGV[2]
 local total, applied, demand = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local lease, leaving = tonumber(ARGV[6]), ARGV[7] == '1'
