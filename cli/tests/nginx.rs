@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+mod common;
+
 const NGINX: &str = "/usr/sbin/nginx";
 
 /// One measured run at a time: two `pacer run`s side by side on a 2-core machine share its
@@ -204,4 +206,73 @@ fn a_fast_limit_20_a_second_burst_5_is_met_exactly() {
         r#"{"limiters":[{"name":"origin","tokens_per_hour":72000,"burst":5}]}"#,
     );
     check(&requests, 200, 20.0);
+}
+
+/// Four `pacer run --shared` hosts on this machine: nginx keys its limit by client address, so
+/// all four share one quota, which they must split between them through Redis.
+#[test]
+fn four_hosts_sharing_through_redis_meet_one_nginx_limit_exactly() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let redis = common::redis::Redis::start();
+    let files = 160;
+    let nginx = start_nginx("20r/s", 8, files);
+    let config_path = nginx.dir.path().join("pacer.json");
+    std::fs::write(
+        &config_path,
+        r#"{"limiters":[{"name":"origin","tokens_per_hour":72000,"burst":8}],"jitter":{"strategy":"adaptive","max_ms":20}}"#,
+    )
+    .expect("config");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    let hosts: Vec<Child> = (0..4)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_pacer"))
+                .args(["run", "--json", "--origin", &nginx.url, "--out"])
+                .arg(nginx.dir.path().join(format!("out{i}")))
+                .arg("--config")
+                .arg(&config_path)
+                .args(["--shared", &redis.url(), "--group", "nginx"])
+                .args(["--max-hosts", "4", "--lease-ms", "1000"])
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                .env("XDG_CACHE_HOME", &cache)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pacer runs")
+        })
+        .collect();
+    for host in hosts {
+        let output = host.wait_with_output().expect("output");
+        assert!(
+            output.status.success(),
+            "a host failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let log = std::fs::read_to_string(nginx.dir.path().join("access.log")).expect("access log");
+    let requests: Vec<(f64, u16)> = log
+        .lines()
+        .filter(|line| line.contains(" /files/"))
+        .map(|line| {
+            let mut fields = line.split_whitespace();
+            let at: f64 = fields.next().and_then(|t| t.parse().ok()).expect("msec");
+            let status: u16 = fields.next().and_then(|s| s.parse().ok()).expect("status");
+            (at, status)
+        })
+        .collect();
+    // The same standard as one host alone, but at 95 %: the group's rate, shared four ways.
+    let rejected = requests.iter().filter(|(_, s)| *s == 429).count();
+    let served: Vec<f64> = requests
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(rejected, 0, "nginx answered 429: {requests:?}");
+    assert_eq!(served.len(), files, "each file once: {requests:?}");
+    let achieved = (served.len() - 1) as f64 / (served[served.len() - 1] - served[0]);
+    println!(
+        "nginx 20/s shared by 4 hosts: {} served, 0 x 429, {achieved:.3}/s ({:.1} %)",
+        served.len(),
+        100.0 * achieved / 20.0
+    );
+    assert!(achieved >= 0.95 * 20.0, "served {achieved:.3}/s of 20/s");
 }
