@@ -109,6 +109,8 @@ struct Host {
     acquired: u64,
     waited: bool,
     period_start: u64,
+    /// Every rate change: (ms, new rate).
+    rates: Vec<(u64, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +159,22 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 
 /// Runs one scenario against the real script and the fake; an error names what went wrong.
 fn run(scenario: &Scenario, redis: &mut redis::Connection, case: u64) -> Result<Worst, String> {
+    simulate(scenario, redis, case).and_then(|(grants, _)| {
+        check_windows(
+            &grants,
+            f64::from(scenario.burst),
+            scenario.rate_per_s * 3600.0,
+        )
+    })
+}
+
+/// Runs one scenario: every grant (ns), and each host's rate changes.
+#[allow(clippy::type_complexity)]
+fn simulate(
+    scenario: &Scenario,
+    redis: &mut redis::Connection,
+    case: u64,
+) -> Result<(Vec<u64>, Vec<Vec<(u64, f64)>>), String> {
     let total = scenario.rate_per_s * 3600.0;
     let config = format!(
         r#"{{"seed":1,"limiters":[{{"name":"l","tokens_per_hour":{total},"burst":{}}}],"jitter":{{"strategy":"none"}}}}"#,
@@ -218,6 +236,7 @@ fn run(scenario: &Scenario, redis: &mut redis::Connection, case: u64) -> Result<
                     acquired: 0,
                     waited: false,
                     period_start: ms,
+                    rates: Vec::new(),
                 });
             }
             if killed == Some(ms) {
@@ -263,7 +282,7 @@ fn run(scenario: &Scenario, redis: &mut redis::Connection, case: u64) -> Result<
             }
         }
     }
-    check_windows(&grants, f64::from(scenario.burst), total)
+    Ok((grants, hosts.into_iter().map(|h| h.rates).collect()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -384,6 +403,7 @@ fn apply(
         host.before_cut = Some((faster, until));
     }
     host.rate = rate;
+    host.rates.push((ms, rate));
     Ok(())
 }
 
@@ -462,4 +482,42 @@ fn the_group_never_exceeds_its_bound_in_any_window() {
         worst.allowed,
         100.0 * worst.ratio
     );
+}
+
+/// How fast shares move, on the virtual clock through the real script (lease 1 s, renewals
+/// every 250 ms): a second busy host joins at 5 s; the first is killed at 10 s.
+#[test]
+fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
+    let redis_server = common::redis::Redis::start();
+    let mut redis = redis::Client::open(redis_server.url())
+        .and_then(|c| c.get_connection())
+        .expect("redis");
+    let scenario = Scenario {
+        rate_per_s: 100.0,
+        burst: 40,
+        max_hosts: 4,
+        hosts: vec![(0, 1.0, Some(10_000)), (5_000, 1.0, None)],
+        outages: Vec::new(),
+        seed: 7,
+    };
+    let (grants, rates) = simulate(&scenario, &mut redis, 1_000_000).expect("simulation");
+    check_windows(&grants, 40.0, 360_000.0).expect("the bound");
+    let total = 360_000.0;
+    let near = |rate: f64, target: f64| (rate - target).abs() <= 0.01 * target;
+    let first_at = |host: usize, from: u64, pred: &dyn Fn(f64) -> bool| {
+        rates[host]
+            .iter()
+            .find(|(ms, rate)| *ms >= from && pred(*rate))
+            .map(|(ms, _)| *ms - from)
+    };
+    let alone = first_at(0, 0, &|r| near(r, total)).expect("the first host gets it all");
+    let joined = first_at(1, 5_000, &|r| near(r, total / 2.0)).expect("the newcomer gets half");
+    let lowered = first_at(0, 5_000, &|r| near(r, total / 2.0)).expect("the first lowers");
+    let took_over = first_at(1, 10_000, &|r| near(r, total)).expect("the survivor gets it all");
+    println!(
+        "rebalance (lease 1 s): a new group's first host at its full share after {alone} ms; \
+         on a join the old host halves in {lowered} ms and the newcomer has its half in \
+         {joined} ms; a killed host's share is the survivor's after {took_over} ms"
+    );
+    assert!(joined <= 2 * LEASE_MS && took_over <= 2 * LEASE_MS);
 }

@@ -274,9 +274,27 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let summary = outcome.map_err(|e| e.to_string())?;
     let allowed = origin.as_ref().map(|_| args.embedded.origin_rate);
     if args.json {
-        say!("{}", summary_json(&summary, origin.as_ref(), allowed));
+        let mut json = summary_json(&summary, origin.as_ref(), allowed);
+        if let Some(group) = &group {
+            let (renewals, fallbacks) = group.counts();
+            json["group"] = serde_json::json!({
+                "name": args.group, "host": group.host(),
+                "renewals": renewals, "fallbacks": fallbacks,
+            });
+        }
+        say!("{json}");
     } else {
         print_summary(&summary, origin.as_ref(), allowed, &args.out);
+        if let Some(group) = &group {
+            let (renewals, fallbacks) = group.counts();
+            say!(
+                "  {:<22} {:?} as {}: {renewals} renewals, {fallbacks} fallbacks to 1/{} of the rate",
+                "group",
+                args.group,
+                group.host(),
+                args.max_hosts
+            );
+        }
     }
     if summary.failed.is_empty() {
         Ok(())
