@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 #[path = "../tests/common/redis.rs"]
+#[allow(dead_code)]
 mod redis_server;
 
 use std::hint::black_box;

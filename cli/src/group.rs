@@ -221,10 +221,9 @@ impl Group {
     ) -> Result<Group, String> {
         let client = options.check()?;
         let (_, shares) = shares_of(config, options.max_hosts, options.lease)?;
-        let step = options.lease / 4;
         let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(step))
-            .set_response_timeout(Some(step))
+            .set_connection_timeout(Some(options.lease / 2))
+            .set_response_timeout(Some(options.lease))
             .set_number_of_retries(1);
         let connection = ConnectionManager::new_lazy_with_config(client, manager)
             .map_err(|e| format!("--shared: {e}"))?;
@@ -302,7 +301,7 @@ impl Group {
         let mut invocation = self.inner.pause.prepare_invoke();
         invocation.key(self.inner.key(&share.name, "pause")).arg(ms);
         let published = tokio::time::timeout(
-            self.inner.options.lease / 4,
+            self.inner.options.lease,
             invocation.invoke_async::<i64>(&mut connection),
         )
         .await;
@@ -325,7 +324,7 @@ impl Group {
                 .arg(&inner.host)
                 .arg(ttl);
             let answer = tokio::time::timeout(
-                inner.options.lease / 4,
+                inner.options.lease,
                 invocation.invoke_async::<String>(&mut connection),
             )
             .await;
@@ -363,7 +362,7 @@ impl Group {
                 .await
         };
         if !matches!(
-            tokio::time::timeout(inner.options.lease / 4, mark).await,
+            tokio::time::timeout(inner.options.lease, mark).await,
             Ok(Ok(()))
         ) {
             tracing::debug!(file, "could not mark the file done: Redis unreachable");
@@ -376,7 +375,7 @@ impl Group {
         lock(&inner.claims).remove(file);
         let mut connection = inner.connection.clone();
         let _ = tokio::time::timeout(
-            inner.options.lease / 4,
+            inner.options.lease,
             connection.del::<_, ()>(inner.key(file, "claim")),
         )
         .await;
@@ -528,7 +527,7 @@ impl Inner {
             .arg(u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX))
             .arg(if leaving { 1 } else { 0 });
         let call = invocation.invoke_async::<(String, i64, i64)>(&mut connection);
-        match tokio::time::timeout(self.options.lease / 4, call).await {
+        match tokio::time::timeout(self.options.lease / 2, call).await {
             Ok(Ok((grant, pause_ms, _settling))) => {
                 self.renewals.fetch_add(1, Relaxed);
                 if self.unreachable.swap(false, Relaxed) {
@@ -566,7 +565,7 @@ impl Inner {
                 }
                 let why = match outcome {
                     Ok(Err(error)) => error.to_string(),
-                    _ => format!("no answer within {:?}", self.options.lease / 4),
+                    _ => format!("no answer within {:?}", self.options.lease / 2),
                 };
                 if !self.unreachable.swap(true, Relaxed) {
                     tracing::warn!(
@@ -653,11 +652,8 @@ impl Inner {
                 .ignore();
         }
         let mut connection = self.connection.clone();
-        let _ = tokio::time::timeout(
-            self.options.lease / 4,
-            pipe.query_async::<()>(&mut connection),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(self.options.lease, pipe.query_async::<()>(&mut connection)).await;
     }
 }
 

@@ -262,6 +262,42 @@ fn redis_stopped_and_restarted_empty_midway_loses_nothing_and_holds_the_bound() 
 }
 
 #[test]
+fn a_slow_redis_keeps_decisions_local_and_the_bound() {
+    let _alone = alone();
+    let redis = Redis::start();
+    // 150 ms each way: every renewal and claim takes 300 ms (the lease is 1 s). Decisions
+    // never wait on Redis; shares, claims and the bound hold as on a fast one.
+    let port = common::redis::slow_proxy(redis.port, Duration::from_millis(150));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = origin(40, 10.0, 8);
+    let config = config(dir.path(), 10.0, 8);
+    let outs = outs(dir.path(), 2);
+    let url = format!("redis://127.0.0.1:{port}/");
+    let hosts = outs
+        .iter()
+        .map(|out| host(&origin, &url, "slow", &config, out))
+        .collect();
+    let outputs = finish(hosts, Duration::from_secs(90));
+    for output in &outputs {
+        summary(output);
+    }
+    let stats = origin.origin.stats();
+    assert_eq!(stats.throttled.load(Relaxed), 0, "the origin answered 429");
+    assert_eq!(copies(&outs).len(), origin.files, "every file downloaded");
+    assert_eq!(
+        stats.requests.load(Relaxed),
+        origin.files as u64,
+        "each file once"
+    );
+    println!(
+        "Redis 300 ms away: {} requests for {} files, 0 x 429, {:.2}/s",
+        stats.requests.load(Relaxed),
+        origin.files,
+        stats.request_rate()
+    );
+}
+
+#[test]
 fn redis_unreachable_from_the_start_runs_at_the_fallback_share() {
     let _alone = alone();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -79,3 +79,49 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// A TCP proxy to `port` on 127.0.0.1 that delivers every chunk `delay` after it arrived, each
+/// way: a slow Redis. It serves until the test process ends; returns its own port.
+pub fn slow_proxy(port: u16, delay: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let own = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                // Each chunk is delivered `delay` after it arrived, as a slow link would:
+                // chunks in flight overlap, they do not queue behind each other's delay.
+                let (sender, receiver) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 16 << 10];
+                    while let Ok(n) = from.read(&mut buffer) {
+                        if n == 0 || sender.send((Instant::now(), buffer[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                });
+                std::thread::spawn(move || {
+                    while let Ok((arrived, bytes)) = receiver.recv() {
+                        std::thread::sleep(
+                            (arrived + delay).saturating_duration_since(Instant::now()),
+                        );
+                        if to.write_all(&bytes).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    own
+}
