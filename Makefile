@@ -162,7 +162,8 @@ bench-www: www wasm chromium node_modules/.installed
 	node scripts/browser-bench.mjs
 
 ## bench: criterion benchmarks, pacer side by side with governor (see BENCHMARKS.md)
-bench: wasm
+bench: wasm redis
 	$(CARGO) bench --bench decisions --locked
 	$(CARGO) bench -p pacer-host --bench hosted --locked
 	$(CARGO) bench -p pacer-host --bench pool --locked
+	$(CARGO) bench -p pacer-cli --bench group --locked

@@ -317,3 +317,31 @@ test('CSV export has a row per sample and a screenshot is written for inspection
   writeFileSync(path.join(outputDir(), 'simulator.url'), page.url());
   await page.close();
 });
+
+test('hosts: N hosts pacing alone against one quota earn 429s; sharing it, none, on the same arrivals', async () => {
+  // Four hosts, each with the origin's whole quota (10/s, burst 5) when alone.
+  const params = {
+    ...PARAMS, pattern: 'poisson', clients: 40, rate_per_client: 0.5, duration_s: 600,
+    memory: '', outage_start_s: 0, outage_end_s: 0, hosts: '4',
+    config: JSON.stringify({ seed: 3, limiters: [{ name: 'origin', tokens_per_hour: 36000, burst: 5 }] }),
+  };
+  const page = await openPage(browser, server.url + query(params));
+  assert.equal(await settled(page), 'done', await errorText(page));
+  const exported = await exportedJson(page);
+  assert.equal(exported.hosts, 4);
+  // A: a limiter per host with the whole quota; B: a quarter of the rate and burst each, empty.
+  const limiters = (json) => JSON.parse(json).limiters.map((l) => [l.name, l.tokens_per_hour, l.burst, l.initial]);
+  assert.deepEqual(limiters(exported.config), [0, 1, 2, 3].map((i) => [`host${i}`, 36000, 5, undefined]));
+  assert.deepEqual(limiters(exported.config_b), [0, 1, 2, 3].map((i) => [`host${i}`, 9000, 1, 0]));
+  assert.deepEqual(exported.results.a, nativeReport(scenarioOf(exported, 'a')));
+  assert.deepEqual(exported.results.b, nativeReport(scenarioOf(exported, 'b')));
+  const [alone, sharing] = [exported.results.a.summary, exported.results.b.summary];
+  assert.equal(alone.requests, sharing.requests, 'the same arrivals');
+  assert.ok(alone.rejected_429 > 100, `alone: ${alone.rejected_429} x 429`);
+  assert.equal(sharing.rejected_429, 0, 'sharing: no 429');
+  const headers = await page.$$eval('#summary thead th', (ths) => ths.map((th) => th.textContent));
+  assert.deepEqual(headers, ['', '4 hosts, each alone', '4 hosts sharing']);
+  assert.equal(await page.inputValue('input[name="hosts"]'), '4');
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});

@@ -1,5 +1,7 @@
 // Results out of the page: CSV (the series, one row per sample) and JSON (scenario and reports).
 
+import { sideConfig } from './params.js';
+
 const COLUMNS = [
   ['tokens', (s, i) => s.tokens[i]],
   ['admitted_per_s', (s, i) => s.admitted[i] / s.interval_s],
@@ -22,10 +24,12 @@ export function toCsv(results) {
   return [header, ...rows].map((row) => row.join(',')).join('\n') + '\n';
 }
 
-/** The scenario and every side's report. */
+/** The scenario, the config each side ran, and every side's report. */
 export function toJson(state, results) {
-  return JSON.stringify({ scenario: state.scenario, config: state.config,
-    config_b: state.compare ? state.configB : undefined, results }, null, 2);
+  const two = state.compare || state.hosts > 1;
+  return JSON.stringify({ scenario: state.scenario, config: sideConfig(state, 'a'),
+    config_b: two ? sideConfig(state, 'b') : undefined,
+    hosts: state.hosts > 1 ? state.hosts : undefined, results }, null, 2);
 }
 
 /** Offers `text` as a file download. */

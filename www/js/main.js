@@ -188,7 +188,7 @@ async function run() {
   const progress = $('#progress');
   progress.hidden = false;
   $('#run').disabled = true;
-  const sides = state.compare ? ['a', 'b'] : ['a'];
+  const sides = state.compare || state.hosts > 1 ? ['a', 'b'] : ['a'];
   try {
     const results = {};
     const timings = {};
@@ -198,7 +198,7 @@ async function run() {
       timings[side] = timing;
     }
     last = { state, results, timings };
-    renderSummary(results, timings);
+    renderSummary(results, timings, state.hosts);
     charts.drawCharts($('#charts'), results);
     $('#status').textContent = sides.map((side) => {
       const t = timings[side];
@@ -241,7 +241,13 @@ const ROWS = [
   ['decisions', 'Policy decisions', count],
 ];
 
-function renderSummary(results, timings) {
+/** A side's name: Policy A / B, or with several hosts, how they pace. */
+function sideName(side, hosts) {
+  if (hosts > 1) return side === 'a' ? `${hosts} hosts, each alone` : `${hosts} hosts sharing`;
+  return `Policy ${side.toUpperCase()}`;
+}
+
+function renderSummary(results, timings, hosts) {
   const sides = Object.keys(results);
   const table = $('#summary');
   table.replaceChildren();
@@ -249,7 +255,7 @@ function renderSummary(results, timings) {
   head.append(document.createElement('th'));
   for (const side of sides) {
     const th = document.createElement('th');
-    th.textContent = `Policy ${side.toUpperCase()}${timings[side].engine === 'core' ? '' : ` (${timings[side].engine})`}`;
+    th.textContent = `${sideName(side, hosts)}${timings[side].engine === 'core' ? '' : ` (${timings[side].engine})`}`;
     head.append(th);
   }
   const body = table.createTBody();

@@ -47,8 +47,15 @@ export function parseNumber(name, text) {
 export function stateFromQuery(search, defaults) {
   const query = new URLSearchParams(search);
   const { config, ...scenario } = defaults;
-  const state = { scenario, config, configB: config, compare: false };
+  const state = { scenario, config, configB: config, compare: false, hosts: 1 };
   const errors = [];
+  if (query.has('hosts')) {
+    try {
+      state.hosts = parseHosts(query.get('hosts'));
+    } catch (e) {
+      errors.push(e.message);
+    }
+  }
   for (const name of NUMBER_FIELDS) {
     if (!query.has(name)) continue;
     try {
@@ -82,13 +89,53 @@ export function queryFromState(state) {
     query.set('compare', '1');
     query.set('config_b', state.configB);
   }
+  if (state.hosts > 1) query.set('hosts', String(state.hosts));
   return query.toString();
+}
+
+/** The number of hosts: a whole number from 1 to 64; throws naming the field. */
+export function parseHosts(text) {
+  const hosts = Number(String(text).trim());
+  if (!Number.isInteger(hosts) || hosts < 1 || hosts > 64) {
+    throw new Error(`hosts: "${text}" must be a whole number from 1 to 64`);
+  }
+  return hosts;
+}
+
+/**
+ * The config `hosts` hosts run between them, each with a limiter of its own copied from the
+ * first (client i belongs to host i mod hosts). Alone, each has the whole quota, as hosts that
+ * pace alone do; sharing, each has 1/hosts of the rate and of the burst (at least 1), starting
+ * empty: what `pacer run --shared` gives equally busy hosts.
+ */
+export function hostsConfig(json, hosts, shared) {
+  let config;
+  try {
+    config = JSON.parse(json);
+  } catch (e) {
+    throw new Error(`config: ${e.message}`);
+  }
+  const base = config && Array.isArray(config.limiters) ? config.limiters[0] : undefined;
+  if (!base || typeof base.tokens_per_hour !== 'number') {
+    throw new Error('config: hosts need limiters[0] with a tokens_per_hour');
+  }
+  const burst = base.burst ?? Math.max(1, Math.floor(base.tokens_per_hour / 60));
+  config.limiters = Array.from({ length: hosts }, (_, i) => (shared
+    ? { ...base, name: `host${i}`, tokens_per_hour: base.tokens_per_hour / hosts,
+      burst: Math.max(1, Math.floor(burst / hosts)), initial: 0 }
+    : { ...base, name: `host${i}` }));
+  return JSON.stringify(config);
+}
+
+/** The config one side runs: with several hosts, A paces each alone and B shares. */
+export function sideConfig(state, side) {
+  if (state.hosts > 1) return hostsConfig(state.config, state.hosts, side === 'b');
+  return side === 'b' ? state.configB : state.config;
 }
 
 /** The simulator's scenario JSON for one side. */
 export function scenarioJson(state, side) {
-  const config = side === 'b' ? state.configB : state.config;
-  return JSON.stringify({ ...state.scenario, config });
+  return JSON.stringify({ ...state.scenario, config: sideConfig(state, side) });
 }
 
 /** Writes `state` into the form. */
@@ -99,6 +146,7 @@ export function fillForm(form, state) {
   form.elements.config.value = state.config;
   form.elements.config_b.value = state.configB;
   form.elements.compare.checked = state.compare;
+  form.elements.hosts.value = state.hosts;
 }
 
 /** Reads the form into a state; throws naming the first bad field. */
@@ -112,6 +160,7 @@ export function readForm(form) {
     config: form.elements.config.value,
     configB: form.elements.config_b.value,
     compare: form.elements.compare.checked,
+    hosts: parseHosts(form.elements.hosts.value),
   };
 }
 
