@@ -56,6 +56,15 @@ pub struct PipelineOptions {
 }
 
 impl PipelineOptions {
+    /// The extension of files being downloaded: `partial`, or in a group `partial-<host>`, so
+    /// that hosts sharing one folder never touch each other's.
+    pub fn partial_extension(&self) -> String {
+        match &self.group {
+            Some(group) => format!("partial-{}", group.host()),
+            None => "partial".to_string(),
+        }
+    }
+
     /// Defaults for `origin` into `out_dir`: 3 workers, limiter 0, 20 attempts per file.
     pub fn new(origin: impl Into<String>, out_dir: impl Into<PathBuf>) -> Self {
         PipelineOptions {
@@ -202,7 +211,7 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
-    prepare_out_dir(&options.out_dir)?;
+    prepare_out_dir(&options.out_dir, &options.partial_extension())?;
     let https = tls::is_https(&options.origin).map_err(PipelineError::Origin)?;
     let client = tls::client(https, options.ca_cert.as_deref()).map_err(PipelineError::Tls)?;
     let items = fetch_index(&client, &options.origin).await?;
@@ -444,7 +453,10 @@ async fn wait_out_circuit(run: &Run, id: usize, retry_in: u64) {
 /// failed attempt (retried); `Err(..)` ends the run (the output directory failed).
 async fn download(run: &Run, id: usize, item: &Item) -> Result<Result<(), Failure>, PipelineError> {
     let target = run.options.out_dir.join(&item.name);
-    let partial = run.options.out_dir.join(format!("{}.partial", item.name));
+    let partial =
+        run.options
+            .out_dir
+            .join(format!("{}.{}", item.name, run.options.partial_extension()));
     let result = attempt(run, id, item, &partial, &target).await;
     if !matches!(result, Ok(Ok(()))) {
         let _ = tokio::fs::remove_file(&partial).await;
@@ -547,7 +559,8 @@ async fn attempt(
     Ok(Ok(()))
 }
 
-/// Creates the directory, proves it writable, and clears partial files of an earlier run.
+/// Creates the directory, proves it writable, and clears partial files of an earlier run (its
+/// own kind only: in a folder hosts of a group share, each host's partial files are its own).
 /// Saves the policy's snapshot to the state file, if the run keeps one.
 fn save_state(run: &Run) -> Result<(), PipelineError> {
     let Some(path) = &run.options.state_file else {
@@ -560,7 +573,7 @@ fn save_state(run: &Run) -> Result<(), PipelineError> {
     })
 }
 
-fn prepare_out_dir(dir: &Path) -> Result<(), PipelineError> {
+fn prepare_out_dir(dir: &Path, partial: &str) -> Result<(), PipelineError> {
     let fail = |reason: String| PipelineError::OutDir {
         path: dir.to_path_buf(),
         reason,
@@ -573,7 +586,7 @@ fn prepare_out_dir(dir: &Path) -> Result<(), PipelineError> {
         .map_err(|e| fail(e.to_string()))?
         .flatten()
     {
-        if entry.path().extension().is_some_and(|e| e == "partial") {
+        if entry.path().extension().is_some_and(|e| e == partial) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

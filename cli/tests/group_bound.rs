@@ -485,7 +485,8 @@ fn the_group_never_exceeds_its_bound_in_any_window() {
 }
 
 /// How fast shares move, on the virtual clock through the real script (lease 1 s, renewals
-/// every 250 ms): a second busy host joins at 5 s; the first is killed at 10 s.
+/// every 250 ms): a second busy host joins at 5 s; the first is killed at 10 s; Redis is away
+/// from 12 s to 14 s.
 #[test]
 fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
     let redis_server = common::redis::Redis::start();
@@ -497,7 +498,7 @@ fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
         burst: 40,
         max_hosts: 4,
         hosts: vec![(0, 1.0, Some(10_000)), (5_000, 1.0, None)],
-        outages: Vec::new(),
+        outages: vec![(12_000, 14_000, false)],
         seed: 7,
     };
     let (grants, rates) = simulate(&scenario, &mut redis, 1_000_000).expect("simulation");
@@ -514,10 +515,15 @@ fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
     let joined = first_at(1, 5_000, &|r| near(r, total / 2.0)).expect("the newcomer gets half");
     let lowered = first_at(0, 5_000, &|r| near(r, total / 2.0)).expect("the first lowers");
     let took_over = first_at(1, 10_000, &|r| near(r, total)).expect("the survivor gets it all");
+    let fell_back = first_at(1, 12_000, &|r| near(r, total / 4.0)).expect("falls back");
+    let rejoined = first_at(1, 14_000, &|r| near(r, total)).expect("rejoins");
     println!(
         "rebalance (lease 1 s): a new group's first host at its full share after {alone} ms; \
          on a join the old host halves in {lowered} ms and the newcomer has its half in \
-         {joined} ms; a killed host's share is the survivor's after {took_over} ms"
+         {joined} ms; a killed host's share is the survivor's after {took_over} ms; with Redis \
+         away the survivor falls back to a quarter after {fell_back} ms, and has its whole \
+         share again {rejoined} ms after Redis returns"
     );
-    assert!(joined <= 2 * LEASE_MS && took_over <= 2 * LEASE_MS);
+    assert!(joined <= LEASE_MS && took_over <= LEASE_MS + STEP_MS);
+    assert!(fell_back <= LEASE_MS + STEP_MS && rejoined <= LEASE_MS + STEP_MS);
 }

@@ -179,6 +179,102 @@ fn four_hosts_share_one_quota_exactly_and_each_file_is_downloaded_once() {
 }
 
 #[test]
+fn hosts_can_share_one_output_folder() {
+    let _alone = alone();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = origin(30, 20.0, 8);
+    let config = config(dir.path(), 20.0, 8);
+    let out = dir.path().join("shared-out");
+    let hosts = (0..2)
+        .map(|_| host(&origin, &redis.url(), "one-folder", &config, &out))
+        .collect();
+    let outputs = finish(hosts, Duration::from_secs(60));
+    let downloaded: u64 = outputs
+        .iter()
+        .map(|o| summary(o)["downloaded"].as_u64().expect("count"))
+        .sum();
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(downloaded, 30);
+    assert_eq!(copies(std::slice::from_ref(&out)).len(), 30);
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("item-") && !n.contains(".partial")),
+        "only finished files are left: {names:?}"
+    );
+    assert_eq!(origin.origin.stats().requests.load(Relaxed), 30);
+}
+
+/// The first file request is answered 429 with Retry-After: 3; the host that gets it publishes
+/// the pause, and no host sends anything until it ends.
+#[test]
+fn a_retry_after_seen_by_one_host_pauses_every_host() {
+    let _alone = alone();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = common::ScriptedOrigin::start(40, |n| {
+        if n == 4 {
+            (429, "retry-after: 3\r\n".to_string())
+        } else {
+            (200, String::new())
+        }
+    });
+    let config = config(dir.path(), 10.0, 8);
+    // Retry-After is honoured up to the policy's longest backoff: 5 s here.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(r#""max_ms":1000"#, r#""max_ms":5000"#),
+    )
+    .expect("config");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    let hosts = (0..2)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_pacer"))
+                .args(["run", "--json", "--origin", &origin.url, "--out"])
+                .arg(dir.path().join(format!("out{i}")))
+                .arg("--config")
+                .arg(&config)
+                .args(["--shared", &redis.url(), "--group", "paused"])
+                .args(["--max-hosts", "4", "--lease-ms", "1000"])
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                .env("XDG_CACHE_HOME", &cache)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pacer runs")
+        })
+        .collect();
+    let outputs = finish(hosts, Duration::from_secs(60));
+    for output in &outputs {
+        summary(output);
+    }
+    let times = origin.requests.lock().expect("log").clone();
+    let throttled_at = times[4];
+    // Requests already in flight may land just after it; then nothing for the pause, which
+    // the other host learns of at its next renewal (a quarter lease).
+    let during: Vec<f64> = times[5..]
+        .iter()
+        .map(|t| t.duration_since(throttled_at).as_secs_f64())
+        .filter(|after| (0.4..2.9).contains(after))
+        .collect();
+    assert!(
+        during.is_empty(),
+        "requests during the pause, s after the 429: {during:?}"
+    );
+    assert_eq!(
+        times.len(),
+        41,
+        "each file once, plus the one that was retried"
+    );
+}
+
+#[test]
 fn a_host_killed_midway_returns_its_share_and_its_files() {
     let _alone = alone();
     let redis = Redis::start();

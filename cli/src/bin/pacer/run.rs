@@ -204,7 +204,14 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         .configure(&local)
         .map_err(|e| format!("config: {e}"))?;
     let state_path = state_file::path_in(&args.out);
-    let resumed = resume(&mut policy, &state_path, &ahead_ns);
+    // A host of a group keeps no state of its own: the group's pauses and shares are in Redis,
+    // and its bucket starts empty (a restored one would bring a burst the group did not grant).
+    let keeps_state = group_options.is_none();
+    let resumed = if keeps_state {
+        resume(&mut policy, &state_path, &ahead_ns)
+    } else {
+        None
+    };
     let policy = Arc::new(Mutex::new(policy));
     // After the resume, which brings back the configured rates: the group sets the shares.
     let group = match group_options {
@@ -251,7 +258,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     };
     let mut options = PipelineOptions::new(url.clone(), &args.out);
     options.workers = args.workers;
-    options.state_file = Some(state_path.clone());
+    options.state_file = keeps_state.then(|| state_path.clone());
     options.ca_cert.clone_from(&args.ca_cert);
     options.group.clone_from(&group);
     // Retry-After is honoured up to the policy's own longest backoff.
