@@ -357,7 +357,7 @@ impl Policy {
         self.take_checkpoint()
     }
 
-    /// Moves to `module`, carrying config and state across. If the new module fails its checks,
+    /// Moves to `module`, carrying config, state and rates set across. If the new module fails its checks,
     /// its configure or its import, the old one stays in service and the error is returned.
     pub fn reload(&mut self, module: &PolicyModule) -> Result<(), HostError> {
         let snapshot = self.snapshot()?;
@@ -369,10 +369,19 @@ impl Policy {
                 return Err(error);
             }
         };
+        let rates = self.rates_set.clone();
         let moved = match &self.config {
             Some(config) => next
                 .configure(config)
-                .and_then(|()| next.restore(&snapshot)),
+                .and_then(|()| next.restore(&snapshot))
+                .and_then(|()| {
+                    // Rates set on the old module stay in force on the new one.
+                    for &(limiter, micro) in &rates {
+                        next.set_rate_micro(limiter, micro)?;
+                    }
+                    next.rates_set = rates;
+                    Ok(())
+                }),
             None => Ok(()),
         };
         if let Err(error) = moved {

@@ -5,10 +5,13 @@
 //! multiplying the rate.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+#[cfg(feature = "tokio")]
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
 use pacer::Schedule;
 
+#[cfg(feature = "tokio")]
 use crate::error::HostError;
 use crate::policy::Policy;
 
@@ -80,6 +83,7 @@ impl SharedPolicy {
     }
 }
 
+#[cfg(feature = "tokio")]
 fn saturating_i64(ns: u64) -> i64 {
     i64::try_from(ns).unwrap_or(i64::MAX)
 }

@@ -83,3 +83,18 @@ fn a_shared_pause_waits_without_counting_a_failure() {
     environment.update(|s| s.now_ns += 5_000_000_000);
     assert_eq!(policy.try_acquire(0, 1).expect("ok"), Decision::Admit);
 }
+
+#[test]
+fn a_set_rate_survives_a_reload() {
+    let (mut policy, _) = policy();
+    policy.set_rate(0, 7200.0).expect("2 a second");
+    let module = policy.module().clone();
+    policy.reload(&module).expect("reload");
+    for _ in 0..4 {
+        assert_eq!(policy.try_acquire(0, 1).expect("ok"), Decision::Admit);
+    }
+    assert_eq!(
+        policy.try_acquire(0, 1).expect("ok"),
+        Decision::Wait(500_000_000)
+    );
+}
