@@ -7,6 +7,7 @@ pub mod group;
 mod loopback;
 pub mod origin;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod retry_after;
 pub mod site;
 pub mod state_file;
