@@ -225,6 +225,11 @@ pub extern "C" fn pacer_set_rate(limiter: i32, micro_tokens_per_hour: i64) -> i3
 }
 
 #[unsafe(no_mangle)]
+pub extern "C" fn pacer_announce(limiter: i32, limit: i64, remaining: i64, reset_ns: i64) -> i32 {
+    exports().announce(limiter, limit, remaining, reset_ns)
+}
+
+#[unsafe(no_mangle)]
 pub extern "C" fn pacer_pause(limiter: i32, for_ns: i64) -> i32 {
     exports().pause(limiter, for_ns)
 }

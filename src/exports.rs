@@ -299,6 +299,20 @@ impl<H: Host> Exports<H> {
         self.finish(result)
     }
 
+    /// `pacer_announce` (feature bit 64): a quota the server announced: `limit` units per
+    /// window (`< 0` = not announced), `remaining` of them left until `reset_ns` from now: `0`.
+    pub fn announce(&mut self, limiter: i32, limit: i64, remaining: i64, reset_ns: i64) -> i32 {
+        let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
+            let limit = u64::try_from(limit).ok();
+            let remaining = non_negative(remaining, "remaining")?;
+            let reset = non_negative(reset_ns, "reset_ns")?;
+            policy
+                .announce(now, index, limit, remaining, reset)
+                .map(|()| 0)
+        });
+        self.finish(result)
+    }
+
     /// `pacer_retry_in_ns`: while the circuit refuses, ns until asking again; else `0`.
     pub fn retry_in_ns(&mut self, limiter: i32) -> i64 {
         let result = self

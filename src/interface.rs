@@ -26,13 +26,16 @@ pub const FEATURE_CANCEL: i32 = 1 << 3;
 pub const FEATURE_SET_RATE: i32 = 1 << 4;
 /// `pacer_features` bit: `pacer_pause` pauses a limiter without counting a failure.
 pub const FEATURE_PAUSE: i32 = 1 << 5;
+/// `pacer_features` bit: `pacer_announce` takes a quota the server announced.
+pub const FEATURE_ANNOUNCE: i32 = 1 << 6;
 /// Every optional export this module has, as `pacer_features` announces them.
 pub const FEATURES: i32 = FEATURE_REPLACE
     | FEATURE_RESPONSE_SENT
     | FEATURE_NOW_ARGUMENT
     | FEATURE_CANCEL
     | FEATURE_SET_RATE
-    | FEATURE_PAUSE;
+    | FEATURE_PAUSE
+    | FEATURE_ANNOUNCE;
 
 /// A WebAssembly value type at the boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +176,12 @@ pub const EXPORTS: &[Function] = &[
     optional("pacer_cancel", &[I32, I32, I64], &[I32], FEATURE_CANCEL),
     optional("pacer_set_rate", &[I32, I64], &[I32], FEATURE_SET_RATE),
     optional("pacer_pause", &[I32, I64], &[I32], FEATURE_PAUSE),
+    optional(
+        "pacer_announce",
+        &[I32, I64, I64, I64],
+        &[I32],
+        FEATURE_ANNOUNCE,
+    ),
 ];
 
 /// The export called `name`, if ABI v1 has one.

@@ -214,6 +214,14 @@ impl Limiter {
         self.tat = (now_ticks + in_use_now.min(MAX_TAT)).min(MAX_TAT);
     }
 
+    /// Holds at most `tokens` in the bucket at `now` (a server said only that many are left):
+    /// any more are taken away; a bucket already at or below it is left as it is.
+    pub fn cap_tokens(&mut self, now: Nanos, tokens: u32) {
+        let floor = (ticks(now) + self.quota.capacity())
+            .saturating_sub(times(self.quota.interval(), tokens.min(self.quota.burst())));
+        self.tat = self.tat.max(floor);
+    }
+
     /// When the current pause ends (in the past when there is none).
     pub fn paused_until(&self) -> Nanos {
         self.paused_until

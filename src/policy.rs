@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::jitter::Jitter;
 use crate::limiter::{Decision, Limiter};
 use crate::pressure::{Level, MemoryReading, Pressure};
-use crate::quota::Quota;
+use crate::quota::{MIN_TOKENS_PER_HOUR, Quota};
 use crate::random::Rng;
 
 /// What to do before the next operation.
@@ -36,6 +36,8 @@ pub(crate) struct Slot {
     pub quota: Quota,
     /// The configured quota (snapshots carry the bucket in its terms).
     pub configured: Quota,
+    /// The quota in force before the first announcement, which announcements never exceed.
+    pub announced_from: Option<Quota>,
     pub bucket: Option<Limiter>,
     pub breaker: Breaker,
     pub jitter_previous: Option<Nanos>,
@@ -46,6 +48,7 @@ impl Slot {
         Slot {
             quota,
             configured: quota,
+            announced_from: None,
             bucket: None,
             breaker: Breaker::default(),
             jitter_previous: None,
@@ -402,6 +405,52 @@ impl Policy {
         let slot = self.slot(limiter)?;
         let quota = slot.quota.with_rate(tokens_per_hour)?;
         slot.touch(now).set_quota(now, quota);
+        slot.quota = quota;
+        // A rate the host sets is the new ceiling for announcements.
+        slot.announced_from = None;
+        Ok(())
+    }
+
+    /// A quota the server announced for `limiter`: `remaining` units until `reset` ns from
+    /// now (and `limit` per window, where known, which bounds `remaining`). The limiter then
+    /// spreads what is left evenly: it runs at `remaining / reset`, never above the rate in
+    /// force before the first announcement (an announcement can slow a limiter, never open
+    /// it wide), and holds at most `remaining` tokens. With nothing left it keeps its rate and
+    /// is paused until the reset, at most the backoff's longest pause. In force until the next announcement,
+    /// configure or restore. A `reset` of 0 announces nothing.
+    pub fn announce(
+        &mut self,
+        now: Nanos,
+        limiter: usize,
+        limit: Option<u64>,
+        remaining: u64,
+        reset: Nanos,
+    ) -> Result<(), Error> {
+        let now = self.clock.observe(now);
+        let longest = self.backoff.max_ns;
+        let slot = self.slot(limiter)?;
+        if reset == 0 {
+            return Ok(());
+        }
+        let remaining = limit.map_or(remaining, |limit| remaining.min(limit));
+        if remaining == 0 {
+            // Nothing left: a pause until the reset, at the rate in force (not a crawl that
+            // would outlast it).
+            slot.touch(now)
+                .pause_until(now.saturating_add(reset.min(longest)));
+            return Ok(());
+        }
+        let ceiling = slot.announced_from.unwrap_or(slot.quota);
+        slot.announced_from = Some(ceiling);
+        let spread = remaining as f64 * 3.6e12 / reset as f64;
+        // Not `clamp`, which may panic (and brings the formatting machinery into the module).
+        let rate = spread
+            .min(ceiling.tokens_per_hour())
+            .max(MIN_TOKENS_PER_HOUR);
+        let quota = slot.quota.with_rate(rate)?;
+        let bucket = slot.touch(now);
+        bucket.set_quota(now, quota);
+        bucket.cap_tokens(now, u32::try_from(remaining).unwrap_or(u32::MAX));
         slot.quota = quota;
         Ok(())
     }

@@ -85,6 +85,7 @@ impl Policy {
         for (slot, (bucket, breaker, jitter_previous)) in self.slots.iter_mut().zip(slots) {
             slot.bucket = bucket;
             slot.quota = slot.configured;
+            slot.announced_from = None;
             slot.breaker = breaker;
             slot.jitter_previous = jitter_previous;
         }

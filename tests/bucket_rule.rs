@@ -63,6 +63,13 @@ enum Op {
         limiter: usize,
         rate: f64,
     },
+    /// `announce`: a quota the server announced.
+    Announce {
+        limiter: usize,
+        limit: Option<u64>,
+        remaining: u64,
+        reset_ns: u64,
+    },
     /// `pause`: a pause another host saw.
     Pause {
         limiter: usize,
@@ -148,6 +155,18 @@ fn op(limiters: usize) -> impl Strategy<Value = Op> {
         2 => (l.clone(), rate()).prop_map(|(limiter, rate)| Op::SetRate { limiter, rate }),
         1 => (l.clone(), prop_oneof![Just(0u64), 0u64..10_000_000_000])
             .prop_map(|(limiter, for_ns)| Op::Pause { limiter, for_ns }),
+        2 => (
+            l.clone(),
+            proptest::option::of(0u64..1_000),
+            prop_oneof![Just(0u64), 0u64..100, 0u64..1_000_000_000],
+            prop_oneof![Just(0u64), 0u64..100_000_000_000, 0u64..(1 << 50)],
+        )
+            .prop_map(|(limiter, limit, remaining, reset_ns)| Op::Announce {
+                limiter,
+                limit,
+                remaining,
+                reset_ns,
+            }),
         1 => Just(Op::Export),
         1 => Just(Op::Import),
         6 => prop_oneof![
@@ -247,6 +266,8 @@ fn check(case: &Case) -> Result<(), String> {
     let mut snapshot: Option<(Vec<u8>, Vec<LimiterSpec>)> = None;
     // The rates in force: the configured ones until `set_rate` changes them.
     let mut rates: Vec<f64> = specs.iter().map(|s| s.tokens_per_hour).collect();
+    // The rate an announcement may not exceed: the one in force before the first.
+    let mut ceilings: Vec<Option<f64>> = vec![None; specs.len()];
     let memory = MemoryReading::default();
     let mut extra_possible = case.strategy != JitterStrategy::None;
     for (i, op) in case.ops.iter().enumerate() {
@@ -375,6 +396,7 @@ fn check(case: &Case) -> Result<(), String> {
                     }
                 }
                 rates = next.iter().map(|s| s.tokens_per_hour).collect();
+                ceilings = vec![None; next.len()];
                 specs = next;
                 extra_possible |= strategy != JitterStrategy::None;
             }
@@ -402,6 +424,37 @@ fn check(case: &Case) -> Result<(), String> {
                 old.tokens_per_hour = rates[limiter];
                 let ledger = &mut ledgers[limiter];
                 check_windows(ledger, &old, &at("before a rate change"))?;
+                ledger.grants.clear();
+                rates[limiter] = rate;
+                ceilings[limiter] = None;
+            }
+            Op::Announce {
+                limiter,
+                limit,
+                remaining,
+                reset_ns,
+            } => {
+                policy
+                    .announce(clock, limiter, limit, remaining, reset_ns)
+                    .map_err(|e| at(&e.to_string()))?;
+                let remaining = limit.map_or(remaining, |l| remaining.min(l));
+                if reset_ns == 0 || remaining == 0 {
+                    continue;
+                }
+                let ceiling = *ceilings[limiter].get_or_insert(rates[limiter]);
+                let rate = (remaining as f64 * 3.6e12 / reset_ns as f64).clamp(0.0001, ceiling);
+                let available = policy
+                    .available_milli(clock, limiter)
+                    .map_err(|e| at(&e.to_string()))?;
+                if available > i64::try_from(remaining.saturating_mul(1000)).unwrap_or(i64::MAX) {
+                    return Err(at(&format!(
+                        "{available} milli-tokens left after {remaining} were announced"
+                    )));
+                }
+                let mut old = specs[limiter].clone();
+                old.tokens_per_hour = rates[limiter];
+                let ledger = &mut ledgers[limiter];
+                check_windows(ledger, &old, &at("before an announcement"))?;
                 ledger.grants.clear();
                 rates[limiter] = rate;
             }
@@ -449,6 +502,7 @@ fn check(case: &Case) -> Result<(), String> {
                         *ledger = Ledger::default();
                         *rate = spec.tokens_per_hour;
                     }
+                    ceilings = vec![None; specs.len()];
                 }
             }
             Op::Clock(step) => {

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +22,7 @@ use pacer_host::{HostError, Policy};
 
 use crate::catalogue::{self, Entry as Item};
 use crate::group::{Claim, Group};
+use crate::ratelimit;
 use crate::retry_after::{self, RetryAfter};
 use crate::state_file;
 use crate::tls;
@@ -193,6 +194,8 @@ struct Run {
     /// Files another host of the group holds a claim on: tried again once the queue is empty.
     deferred: Mutex<Vec<Item>>,
     by_others: AtomicU64,
+    /// A malformed rate-limit header was reported (once per run).
+    warned_headers: AtomicBool,
     requests: AtomicU64,
     throttled: AtomicU64,
     retries: AtomicU64,
@@ -238,6 +241,7 @@ pub async fn run(
         queue: Mutex::new(queue),
         deferred: Mutex::new(Vec::new()),
         by_others: AtomicU64::new(0),
+        warned_headers: AtomicBool::new(false),
         requests: AtomicU64::new(0),
         throttled: AtomicU64::new(0),
         retries: AtomicU64::new(0),
@@ -491,6 +495,7 @@ async fn attempt(
         },
     };
     let status = response.status().as_u16();
+    announced(run, response.headers())?;
     if status != 200 {
         let retry_after = response
             .headers()
@@ -557,6 +562,60 @@ async fn attempt(
     }
     run.bytes.fetch_add(total, Relaxed);
     Ok(Ok(()))
+}
+
+/// Hands a quota the response announced (`RateLimit`, `X-RateLimit-*`) to the policy. A
+/// malformed one is said once (then at debug level) and ignored.
+fn announced(run: &Run, headers: &reqwest::header::HeaderMap) -> Result<(), PipelineError> {
+    let joined = |name: &str| {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    let found: Vec<(&str, String)> = [
+        "ratelimit",
+        "ratelimit-policy",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ]
+    .into_iter()
+    .filter_map(|name| joined(name).map(|value| (name, value)))
+    .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let now_unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = |name: &str| {
+        found
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match ratelimit::parse(header, now_unix) {
+        Ok(Some(quota)) => {
+            lock(&run.policy).announce(
+                run.options.limiter,
+                quota.limit,
+                quota.remaining,
+                quota.reset,
+            )?;
+        }
+        Ok(None) => {}
+        Err(why) => {
+            if !run.warned_headers.swap(true, Relaxed) {
+                tracing::warn!("ignoring the origin's rate-limit headers: {why}");
+            } else {
+                tracing::debug!("ignoring the origin's rate-limit headers: {why}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the directory, proves it writable, and clears partial files of an earlier run (its

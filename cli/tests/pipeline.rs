@@ -475,3 +475,42 @@ async fn a_retry_after_http_date_is_honoured() {
         "next request after {gap:?}"
     );
 }
+
+/// Runs 12 files against an origin whose every answer carries `headers`, with a policy of 10
+/// a second; returns the requests per second from the third request on (the first answer
+/// brings the announcement; requests already in flight may precede it).
+async fn rate_with_headers(headers: &'static str) -> f64 {
+    let origin = common::ScriptedOrigin::start(12, move |_| (200, headers.to_string()));
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = PipelineOptions::new(origin.url.clone(), out.path());
+    options.workers = 3;
+    let summary = pipeline::run(
+        options,
+        policy(36_000.0, Arc::new(AtomicI64::new(-1))),
+        BufferPool::new(4096, 2),
+        Arc::new(pipeline::NoProgress),
+    )
+    .await
+    .expect("run");
+    assert_eq!(summary.downloaded, 12, "{summary:?}");
+    let times = origin.requests.lock().expect("log").clone();
+    (times.len() - 3) as f64 / (times[times.len() - 1] - times[2]).as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_announced_quota_slows_the_run_to_it() {
+    // 2 left for the next second, every time: 2 a second, not the policy's 10.
+    let announced = rate_with_headers("x-ratelimit-remaining: 2\r\nx-ratelimit-reset: 1\r\n").await;
+    assert!((1.6..=2.2).contains(&announced), "{announced:.2}/s");
+    let draft =
+        rate_with_headers("ratelimit-policy: \"q\";q=20;w=10\r\nratelimit: \"q\";r=4;t=2\r\n")
+            .await;
+    assert!((1.6..=2.2).contains(&draft), "{draft:.2}/s");
+    // Malformed headers are ignored: the policy's own pace.
+    let ignored =
+        rate_with_headers("x-ratelimit-remaining: lots\r\nx-ratelimit-reset: 1\r\n").await;
+    assert!(ignored > 5.0, "{ignored:.2}/s");
+    println!(
+        "announced 2/s: {announced:.2}/s (X-RateLimit), {draft:.2}/s (RateLimit); malformed: {ignored:.2}/s"
+    );
+}

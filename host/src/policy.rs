@@ -102,6 +102,32 @@ impl Policy {
         .map(drop)
     }
 
+    /// A quota the server announced (its `RateLimit` or `X-RateLimit-*` headers, parsed):
+    /// `limit` per window where known, `remaining` left until `reset` from now. The limiter
+    /// spreads what is left evenly until the reset, never faster than before the first
+    /// announcement (see ABI.md, `pacer_announce`). `Ok(false)`: the module has no
+    /// `pacer_announce` (bit 64), and nothing changed.
+    pub fn announce(
+        &mut self,
+        limiter: u32,
+        limit: Option<u64>,
+        remaining: u64,
+        reset: Duration,
+    ) -> Result<bool, HostError> {
+        if self.exports.announce.is_none() {
+            return Ok(false);
+        }
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let remaining = i64::try_from(remaining).unwrap_or(i64::MAX);
+        let reset = i64::try_from(reset.as_nanos()).unwrap_or(i64::MAX);
+        self.decide(
+            "pacer_announce",
+            |e| e.announce.as_ref().expect("bound: checked above"),
+            (arg(limiter), limit, remaining, reset),
+        )
+        .map(|_| true)
+    }
+
     /// Pauses `limiter` for `duration` from now, as a Retry-After would, without counting a
     /// failure: for a pause another host saw. A longer pause in force stays.
     /// An [`HostError::Incompatible`] error for a module without `pacer_pause` (bit 32).

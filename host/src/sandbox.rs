@@ -551,6 +551,8 @@ pub(crate) struct Exports {
     pub set_rate: Option<TypedFunc<(i32, i64), i32>>,
     /// `pacer_pause` (feature bit 32).
     pub pause: Option<TypedFunc<(i32, i64), i32>>,
+    /// `pacer_announce` (feature bit 64).
+    pub announce: Option<TypedFunc<(i32, i64, i64, i64), i32>>,
 }
 
 impl Exports {
@@ -609,6 +611,7 @@ impl Exports {
             cancel: optional!("pacer_cancel"),
             set_rate: optional!("pacer_set_rate"),
             pause: optional!("pacer_pause"),
+            announce: optional!("pacer_announce"),
         })
     }
 }

@@ -42,6 +42,7 @@ export const EXPORTS = [
   { name: 'pacer_cancel', params: ['i32', 'i32', 'i64'], results: ['i32'], feature: 8 },
   { name: 'pacer_set_rate', params: ['i32', 'i64'], results: ['i32'], feature: 16 },
   { name: 'pacer_pause', params: ['i32', 'i64'], results: ['i32'], feature: 32 },
+  { name: 'pacer_announce', params: ['i32', 'i64', 'i64', 'i64'], results: ['i32'], feature: 64 },
 ];
 
 export const STATUS = {
