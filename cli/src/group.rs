@@ -389,6 +389,19 @@ impl Group {
         )
     }
 
+    /// The part of `limiter`'s rate this host runs at now (0 to 1; 1 for a limiter the group
+    /// does not share): an announced quota is the group's, and this host's part of it is this.
+    pub fn fraction(&self, limiter: u32) -> f64 {
+        self.inner.share(limiter).map_or(1.0, |s| {
+            let state = lock(&s.state);
+            if state.fallback || state.rate > 0.0 {
+                (state.rate / s.total).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+    }
+
     /// The rate this host runs `limiter` at now, tokens an hour.
     pub fn rate(&self, limiter: u32) -> Option<f64> {
         self.inner.share(limiter).map(|s| lock(&s.state).rate)

@@ -599,12 +599,15 @@ fn announced(run: &Run, headers: &reqwest::header::HeaderMap) -> Result<(), Pipe
     };
     match ratelimit::parse(header, now_unix) {
         Ok(Some(quota)) => {
-            lock(&run.policy).announce(
-                run.options.limiter,
-                quota.limit,
-                quota.remaining,
-                quota.reset,
-            )?;
+            // A group's host is told the group's quota: its part of it is its share.
+            let part = run
+                .options
+                .group
+                .as_ref()
+                .map_or(1.0, |group| group.fraction(run.options.limiter));
+            // (A share is granted a hair under its exact part: round that hair away.)
+            let remaining = (quota.remaining as f64 * part + 1e-6).floor() as u64;
+            lock(&run.policy).announce(run.options.limiter, quota.limit, remaining, quota.reset)?;
         }
         Ok(None) => {}
         Err(why) => {

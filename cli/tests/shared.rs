@@ -274,6 +274,49 @@ fn a_retry_after_seen_by_one_host_pauses_every_host() {
     );
 }
 
+/// The origin announces the group's quota (4 a second left, every second) to every host; each
+/// takes its part, so together they keep to it rather than each to all of it.
+#[test]
+fn an_announced_quota_is_the_group_s() {
+    let _alone = alone();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = common::ScriptedOrigin::start(48, |_| {
+        (
+            200,
+            "x-ratelimit-remaining: 4\r\nx-ratelimit-reset: 1\r\n".to_string(),
+        )
+    });
+    let config = config(dir.path(), 10.0, 8);
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    let hosts = (0..2)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_pacer"))
+                .args(["run", "--json", "--origin", &origin.url, "--out"])
+                .arg(dir.path().join(format!("out{i}")))
+                .arg("--config")
+                .arg(&config)
+                .args(["--shared", &redis.url(), "--group", "announced"])
+                .args(["--max-hosts", "2", "--lease-ms", "1000"])
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                .env("XDG_CACHE_HOME", &cache)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pacer runs")
+        })
+        .collect();
+    for output in &finish(hosts, Duration::from_secs(60)) {
+        summary(output);
+    }
+    let times = origin.requests.lock().expect("log").clone();
+    assert_eq!(times.len(), 48);
+    // From the tenth request on, when both hosts have heard the announcement.
+    let rate = (times.len() - 10) as f64 / (times[times.len() - 1] - times[9]).as_secs_f64();
+    println!("2 hosts told the group has 4/s: {rate:.2}/s together");
+    assert!((3.0..=4.6).contains(&rate), "{rate:.2}/s");
+}
+
 #[test]
 fn a_host_killed_midway_returns_its_share_and_its_files() {
     let _alone = alone();
