@@ -418,14 +418,14 @@ fn check(case: &Case) -> Result<(), String> {
                         "set_rate({rate}) moved the bucket from {before} to {after} milli-tokens"
                     )));
                 }
-                // Grants so far keep the old rate's bound; later ones are held to the new
-                // rate's, starting from the tokens kept (at most burst).
-                let mut old = specs[limiter].clone();
-                old.tokens_per_hour = rates[limiter];
-                let ledger = &mut ledgers[limiter];
-                check_windows(ledger, &old, &at("before a rate change"))?;
-                ledger.grants.clear();
-                rates[limiter] = rate;
+                let what = at("before a rate change");
+                new_rate(
+                    &mut ledgers[limiter],
+                    &specs[limiter],
+                    &mut rates[limiter],
+                    rate,
+                    &what,
+                )?;
                 ceilings[limiter] = None;
             }
             Op::Announce {
@@ -451,12 +451,14 @@ fn check(case: &Case) -> Result<(), String> {
                         "{available} milli-tokens left after {remaining} were announced"
                     )));
                 }
-                let mut old = specs[limiter].clone();
-                old.tokens_per_hour = rates[limiter];
-                let ledger = &mut ledgers[limiter];
-                check_windows(ledger, &old, &at("before an announcement"))?;
-                ledger.grants.clear();
-                rates[limiter] = rate;
+                let what = at("before an announcement");
+                new_rate(
+                    &mut ledgers[limiter],
+                    &specs[limiter],
+                    &mut rates[limiter],
+                    rate,
+                    &what,
+                )?;
             }
             Op::Pause { limiter, for_ns } => {
                 policy
@@ -527,6 +529,23 @@ fn check(case: &Case) -> Result<(), String> {
         in_force.tokens_per_hour = *rate;
         check_windows(ledger, &in_force, "at the end")?;
     }
+    Ok(())
+}
+
+/// A limiter's rate changes to `rate`: grants so far keep the old rate's bound (checked now);
+/// later ones are held to the new rate's, starting from the tokens kept (at most burst).
+fn new_rate(
+    ledger: &mut Ledger,
+    spec: &LimiterSpec,
+    in_force: &mut f64,
+    rate: f64,
+    at: &str,
+) -> Result<(), String> {
+    let mut old = spec.clone();
+    old.tokens_per_hour = *in_force;
+    check_windows(ledger, &old, at)?;
+    ledger.grants.clear();
+    *in_force = rate;
     Ok(())
 }
 

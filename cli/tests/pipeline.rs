@@ -422,6 +422,21 @@ async fn a_full_disk_ends_the_run_with_a_clear_error_and_nothing_that_looks_comp
 }
 
 /// Runs the pipeline (3 workers, 10 requests a second, burst 3) against a scripted origin that
+/// Downloads a scripted origin's catalogue with 3 workers and a policy of 10 a second.
+async fn run_scripted(origin: &common::ScriptedOrigin) -> pipeline::Summary {
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = PipelineOptions::new(origin.url.clone(), out.path());
+    options.workers = 3;
+    pipeline::run(
+        options,
+        policy(36_000.0, Arc::new(AtomicI64::new(-1))),
+        BufferPool::new(4096, 2),
+        Arc::new(pipeline::NoProgress),
+    )
+    .await
+    .expect("run")
+}
+
 /// answers its first file request 429 with `retry_after`, and every later one 200; returns
 /// the gap between that request and the next.
 async fn gap_after_a_429(retry_after: String) -> std::time::Duration {
@@ -429,17 +444,7 @@ async fn gap_after_a_429(retry_after: String) -> std::time::Duration {
         0 => (429, format!("retry-after: {retry_after}\r\n")),
         _ => (200, String::new()),
     });
-    let out = tempfile::tempdir().expect("temp dir");
-    let mut options = PipelineOptions::new(origin.url.clone(), out.path());
-    options.workers = 3;
-    let summary = pipeline::run(
-        options,
-        policy(36_000.0, Arc::new(AtomicI64::new(-1))),
-        BufferPool::new(4096, 2),
-        Arc::new(pipeline::NoProgress),
-    )
-    .await
-    .expect("run");
+    let summary = run_scripted(&origin).await;
     assert_eq!(summary.downloaded, 6, "{summary:?}");
     let times = origin.requests.lock().expect("log").clone();
     assert_eq!(times.len(), 7, "one 429, then the six files");
@@ -481,17 +486,7 @@ async fn a_retry_after_http_date_is_honoured() {
 /// brings the announcement; requests already in flight may precede it).
 async fn rate_with_headers(headers: &'static str) -> f64 {
     let origin = common::ScriptedOrigin::start(12, move |_| (200, headers.to_string()));
-    let out = tempfile::tempdir().expect("temp dir");
-    let mut options = PipelineOptions::new(origin.url.clone(), out.path());
-    options.workers = 3;
-    let summary = pipeline::run(
-        options,
-        policy(36_000.0, Arc::new(AtomicI64::new(-1))),
-        BufferPool::new(4096, 2),
-        Arc::new(pipeline::NoProgress),
-    )
-    .await
-    .expect("run");
+    let summary = run_scripted(&origin).await;
     assert_eq!(summary.downloaded, 12, "{summary:?}");
     let times = origin.requests.lock().expect("log").clone();
     (times.len() - 3) as f64 / (times[times.len() - 1] - times[2]).as_secs_f64()

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -65,22 +65,9 @@ fn config(dir: &Path, rate_per_s: f64, burst: u32) -> PathBuf {
     path
 }
 
-/// Starts one `pacer run --shared` host.
+/// Starts one `pacer run --shared` host against the embedded origin (at most 4 hosts).
 fn host(origin: &GlobalOrigin, redis_url: &str, group: &str, config: &Path, out: &Path) -> Child {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
-    Command::new(env!("CARGO_BIN_EXE_pacer"))
-        .args(["run", "--json", "--origin", &origin.origin.url(), "--out"])
-        .arg(out)
-        .arg("--config")
-        .arg(config)
-        .args(["--shared", redis_url, "--group", group])
-        .args(["--max-hosts", "4", "--lease-ms", "1000"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env("XDG_CACHE_HOME", cache)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pacer runs")
+    common::redis::shared_host(&origin.origin.url(), redis_url, group, 4, config, out)
 }
 
 /// Waits for every host, at most `limit`.
@@ -232,22 +219,10 @@ fn a_retry_after_seen_by_one_host_pauses_every_host() {
         text.replace(r#""max_ms":1000"#, r#""max_ms":5000"#),
     )
     .expect("config");
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
     let hosts = (0..2)
         .map(|i| {
-            Command::new(env!("CARGO_BIN_EXE_pacer"))
-                .args(["run", "--json", "--origin", &origin.url, "--out"])
-                .arg(dir.path().join(format!("out{i}")))
-                .arg("--config")
-                .arg(&config)
-                .args(["--shared", &redis.url(), "--group", "paused"])
-                .args(["--max-hosts", "4", "--lease-ms", "1000"])
-                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-                .env("XDG_CACHE_HOME", &cache)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("pacer runs")
+            let out = dir.path().join(format!("out{i}"));
+            common::redis::shared_host(&origin.url, &redis.url(), "paused", 4, &config, &out)
         })
         .collect();
     let outputs = finish(hosts, Duration::from_secs(60));
@@ -288,22 +263,10 @@ fn an_announced_quota_is_the_group_s() {
         )
     });
     let config = config(dir.path(), 10.0, 8);
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
     let hosts = (0..2)
         .map(|i| {
-            Command::new(env!("CARGO_BIN_EXE_pacer"))
-                .args(["run", "--json", "--origin", &origin.url, "--out"])
-                .arg(dir.path().join(format!("out{i}")))
-                .arg("--config")
-                .arg(&config)
-                .args(["--shared", &redis.url(), "--group", "announced"])
-                .args(["--max-hosts", "2", "--lease-ms", "1000"])
-                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-                .env("XDG_CACHE_HOME", &cache)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("pacer runs")
+            let out = dir.path().join(format!("out{i}"));
+            common::redis::shared_host(&origin.url, &redis.url(), "announced", 2, &config, &out)
         })
         .collect();
     for output in &finish(hosts, Duration::from_secs(60)) {

@@ -9,6 +9,32 @@ use std::time::{Duration, Instant};
 
 const REDIS: &str = "/usr/bin/redis-server";
 
+/// Starts `pacer run --shared` against `origin`: one host of `group` on the Redis at
+/// `redis_url`, at most `max_hosts` hosts, a lease of 1 s, the summary as JSON on stdout.
+pub fn shared_host(
+    origin: &str,
+    redis_url: &str,
+    group: &str,
+    max_hosts: u32,
+    config: &Path,
+    out: &Path,
+) -> Child {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache");
+    Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(["run", "--json", "--origin", origin, "--out"])
+        .arg(out)
+        .arg("--config")
+        .arg(config)
+        .args(["--shared", redis_url, "--group", group])
+        .args(["--max-hosts", &max_hosts.to_string(), "--lease-ms", "1000"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("XDG_CACHE_HOME", cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pacer runs")
+}
+
 /// A running redis-server.
 pub struct Redis {
     child: Option<Child>,
