@@ -287,6 +287,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             json["group"] = serde_json::json!({
                 "name": args.group, "host": group.host(),
                 "renewals": renewals, "fallbacks": fallbacks,
+                "share_per_hour_at_end": group.rate(0),
             });
         }
         say!("{json}");
@@ -294,8 +295,11 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         print_summary(&summary, origin.as_ref(), allowed, &args.out);
         if let Some(group) = &group {
             let (renewals, fallbacks) = group.counts();
+            let share = group.rate(0).map_or(String::new(), |rate| {
+                format!(", share at the end {:.1}/h", rate)
+            });
             say!(
-                "  {:<22} {:?} as {}: {renewals} renewals, {fallbacks} fallbacks to 1/{} of the rate",
+                "  {:<22} {:?} as {}: {renewals} renewals, {fallbacks} fallbacks to 1/{} of the rate{share}",
                 "group",
                 args.group,
                 group.host(),
