@@ -46,6 +46,24 @@ pub struct OriginOptions {
     pub slow_bytes_per_second: Option<u64>,
     /// Whom the limit binds: each client alone, or all of them together.
     pub limit_scope: LimitScope,
+    /// Whether and how file responses announce the client's quota.
+    pub announce: Announce,
+}
+
+/// How the origin announces the quota left to a client, on every file response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Announce {
+    /// No rate-limit headers.
+    #[default]
+    None,
+    /// `RateLimit-Policy: "origin";q=BURST;w=S` and `RateLimit: "origin";r=R;t=T` (the IETF
+    /// draft, revision 10): whole tokens left, and whole seconds until as many more have come
+    /// (rounded up, as the draft's integer seconds require).
+    Draft,
+    /// `X-RateLimit-Limit: BURST`, `-Remaining` and `-Reset` in seconds with milliseconds: whole
+    /// tokens left, and the time until as many more have come (or, with none left, until one
+    /// has).
+    Legacy,
 }
 
 /// Whom the origin's limit binds.
@@ -71,6 +89,7 @@ impl Default for OriginOptions {
             reset_rate: 0.0,
             slow_bytes_per_second: None,
             limit_scope: LimitScope::Client,
+            announce: Announce::None,
         }
     }
 }
@@ -225,18 +244,27 @@ async fn file(
         .limiter
         .lock()
         .map_err(|_| ())
-        .and_then(|mut limiter| limiter.try_acquire(&client, now, 1).map_err(|_| ()));
+        .and_then(|mut limiter| {
+            let decision = limiter.try_acquire(&client, now, 1).map_err(|_| ())?;
+            Ok((decision, limiter.available_milli(&client, now)))
+        });
+    let announced = match &decision {
+        Ok((_, milli)) => announcement(&shared.options, *milli),
+        Err(()) => Vec::new(),
+    };
     match decision {
-        Ok(Decision::Admit) => {}
-        Ok(Decision::Wait(ns)) => {
+        Ok((Decision::Admit, _)) => {}
+        Ok((Decision::Wait(ns), _)) => {
             stats.throttled.fetch_add(1, Relaxed);
             let seconds = ns.div_ceil(1_000_000_000).max(1);
-            return (
+            let mut response = (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, seconds.to_string())],
                 "slow down\n",
             )
                 .into_response();
+            add_headers(&mut response, announced);
+            return response;
         }
         Err(()) => {
             return (StatusCode::SERVICE_UNAVAILABLE, "limiter unavailable\n").into_response();
@@ -266,11 +294,55 @@ async fn file(
         cut_at,
         shared.options.slow_bytes_per_second,
     );
-    (
+    let mut response = (
         [(header::CONTENT_TYPE, "application/octet-stream".to_string())],
         Body::from_stream(body),
     )
-        .into_response()
+        .into_response();
+    add_headers(&mut response, announced);
+    response
+}
+
+/// The headers announcing a client's quota, with `milli` thousandths of a token left now.
+fn announcement(options: &OriginOptions, milli: i64) -> Vec<(&'static str, String)> {
+    let per_second = options.tokens_per_hour / 3600.0;
+    let left = u64::try_from(milli.max(0) / 1000).unwrap_or(0);
+    // Until as many more tokens as are left have come; with none left, until one has.
+    let missing = if left > 0 {
+        left as f64
+    } else {
+        (1000 - milli.clamp(0, 999)) as f64 / 1000.0
+    };
+    let reset = missing / per_second;
+    match options.announce {
+        Announce::None => Vec::new(),
+        Announce::Legacy => vec![
+            ("x-ratelimit-limit", options.burst.to_string()),
+            ("x-ratelimit-remaining", left.to_string()),
+            ("x-ratelimit-reset", format!("{reset:.3}")),
+        ],
+        Announce::Draft => {
+            let window = (f64::from(options.burst) / per_second).ceil().max(1.0);
+            vec![
+                (
+                    "ratelimit-policy",
+                    format!("\"origin\";q={};w={window}", options.burst),
+                ),
+                (
+                    "ratelimit",
+                    format!("\"origin\";r={left};t={}", reset.ceil().max(1.0)),
+                ),
+            ]
+        }
+    }
+}
+
+fn add_headers(response: &mut Response, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
 }
 
 /// The file's bytes in 64 KiB chunks; an error after `cut_at` bytes resets the connection.

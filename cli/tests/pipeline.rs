@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pacer::MemoryReading;
-use pacer_cli::origin::{Origin, OriginOptions};
+use pacer_cli::origin::{Announce, Origin, OriginOptions};
 use pacer_cli::pipeline::{self, NoProgress, PipelineError, PipelineOptions, Summary};
 use pacer_host::{BufferPool, Environment, Policy, SystemEnvironment};
 use sha2::{Digest, Sha256};
@@ -508,4 +508,50 @@ async fn an_announced_quota_slows_the_run_to_it() {
     println!(
         "announced 2/s: {announced:.2}/s (X-RateLimit), {draft:.2}/s (RateLimit); malformed: {ignored:.2}/s"
     );
+}
+
+/// The embedded origin (10 a second, burst 3) announcing its quota on every answer, and a
+/// policy configured 4 times too fast: the announcements hold the run to the origin's rate.
+/// Returns (429s, requests per second over the run).
+async fn against_an_announcing_origin(announce: Announce) -> (u64, f64) {
+    let origin = Origin::start(
+        OriginOptions {
+            announce,
+            ..origin_options(60)
+        },
+        0,
+    )
+    .await
+    .expect("origin");
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = PipelineOptions::new(origin.url(), out.path());
+    options.workers = 3;
+    let summary = pipeline::run(
+        options,
+        policy(144_000.0, Arc::new(AtomicI64::new(-1))),
+        BufferPool::new(4096, 2),
+        Arc::new(pipeline::NoProgress),
+    )
+    .await
+    .expect("run");
+    assert_eq!(summary.downloaded, 60, "{summary:?}");
+    (summary.throttled, origin.stats().request_rate())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_s_announced_quota_keeps_a_too_fast_policy_from_429s() {
+    let (throttled, legacy) = against_an_announcing_origin(Announce::Legacy).await;
+    println!("X-RateLimit: {throttled} x 429, {legacy:.2}/s of 10/s");
+    assert!(
+        throttled <= 1,
+        "{throttled} x 429 (the first answer may come too late)"
+    );
+    assert!(legacy >= 9.8, "{legacy:.2}/s");
+    // The draft's whole seconds round the reset up: slower, never over.
+    let (throttled, draft) = against_an_announcing_origin(Announce::Draft).await;
+    println!("RateLimit: {throttled} x 429, {draft:.2}/s of 10/s");
+    assert!(throttled <= 1, "{throttled} x 429");
+    // Without announcements, the same policy earns 429s.
+    let (throttled, _) = against_an_announcing_origin(Announce::None).await;
+    assert!(throttled > 10, "{throttled} x 429 without announcements");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use pacer_cli::group::{self, Group, GroupOptions};
-use pacer_cli::origin::{LimitScope, Origin, OriginOptions};
+use pacer_cli::origin::{Announce, LimitScope, Origin, OriginOptions};
 use pacer_cli::pipeline::{self, PipelineOptions, Progress, Summary};
 use pacer_cli::state_file;
 use pacer_host::{BufferPool, Environment, Policy, Runtime, SandboxOptions, SystemEnvironment};
@@ -42,6 +42,21 @@ pub struct OriginArgs {
     /// (one account's quota, which hosts sharing a limit must respect together).
     #[arg(long, value_enum, default_value_t = Scope::Client)]
     pub limit_scope: Scope,
+    /// Announce the quota left to each client on every file response: in the IETF draft's
+    /// RateLimit headers, in X-RateLimit-* headers, or not at all.
+    #[arg(long, value_enum, default_value_t = Headers::None)]
+    pub announce: Headers,
+}
+
+/// `--announce`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    /// No rate-limit headers.
+    None,
+    /// RateLimit and RateLimit-Policy (draft-ietf-httpapi-ratelimit-headers-10).
+    Draft,
+    /// X-RateLimit-Limit, -Remaining and -Reset.
+    Legacy,
 }
 
 /// `--limit-scope`.
@@ -90,6 +105,11 @@ impl OriginArgs {
             limit_scope: match self.limit_scope {
                 Scope::Client => LimitScope::Client,
                 Scope::Global => LimitScope::Global,
+            },
+            announce: match self.announce {
+                Headers::None => Announce::None,
+                Headers::Draft => Announce::Draft,
+                Headers::Legacy => Announce::Legacy,
             },
         })
     }
