@@ -38,6 +38,20 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         self.bucket(key, now)?.try_acquire(now, cost)
     }
 
+    /// The quota new keys start with.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Every bucket at `quota` from `now` on, each keeping its tokens ([`Limiter::set_quota`]);
+    /// new keys start with it too.
+    pub fn set_quota(&mut self, now: Nanos, quota: Quota) {
+        self.quota = quota;
+        for bucket in self.buckets.values_mut() {
+            bucket.set_quota(now, quota);
+        }
+    }
+
     /// [`Limiter::reserve`] on `key`'s bucket.
     pub fn reserve(&mut self, key: &K, now: Nanos, cost: u32) -> Result<Nanos, Error> {
         self.bucket(key, now)?.reserve(now, cost)

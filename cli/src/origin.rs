@@ -48,6 +48,9 @@ pub struct OriginOptions {
     pub limit_scope: LimitScope,
     /// Whether and how file responses announce the client's quota.
     pub announce: Announce,
+    /// Changes of the limit mid-run: from each time after the start, this many requests per
+    /// client per hour (the buckets keep their tokens across a change).
+    pub schedule: Vec<(Duration, f64)>,
 }
 
 /// How the origin announces the quota left to a client, on every file response.
@@ -90,6 +93,7 @@ impl Default for OriginOptions {
             slow_bytes_per_second: None,
             limit_scope: LimitScope::Client,
             announce: Announce::None,
+            schedule: Vec::new(),
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct OriginStats {
     pub first_request_ns: AtomicU64,
     /// See `first_request_ns`.
     pub last_request_ns: AtomicU64,
+    /// When each file request came, in ns since the origin started.
+    pub arrivals_ns: Mutex<Vec<u64>>,
 }
 
 impl OriginStats {
@@ -134,10 +140,35 @@ struct Entry {
     index: u64,
 }
 
+/// The origin's limit now: its buckets, its rate, and how much of the schedule is done.
+struct Limit {
+    buckets: KeyedLimiter<String>,
+    per_hour: f64,
+    steps_taken: usize,
+}
+
+impl Limit {
+    /// Takes every step of `schedule` due by `now` (ns since the start).
+    fn follow_schedule(&mut self, schedule: &[(Duration, f64)], now: u64) {
+        while let Some(&(at, per_hour)) = schedule.get(self.steps_taken) {
+            if u64::try_from(at.as_nanos()).unwrap_or(u64::MAX) > now {
+                break;
+            }
+            self.steps_taken += 1;
+            // Checked when the options were: a step's rate is a valid quota's.
+            if let Ok(quota) = self.buckets.quota().with_rate(per_hour) {
+                self.buckets.set_quota(now, quota);
+                self.per_hour = per_hour;
+                tracing::info!(per_hour, "the origin's limit changed");
+            }
+        }
+    }
+}
+
 struct Shared {
     options: OriginOptions,
     entries: Vec<Entry>,
-    limiter: Mutex<KeyedLimiter<String>>,
+    limiter: Mutex<Limit>,
     started: Instant,
     stats: Arc<OriginStats>,
     faults: Mutex<u64>,
@@ -177,6 +208,7 @@ impl Origin {
                 }
             })
             .collect();
+        let per_hour = options.tokens_per_hour;
         let stats = Arc::new(OriginStats {
             first_request_ns: AtomicU64::new(u64::MAX),
             ..OriginStats::default()
@@ -184,7 +216,11 @@ impl Origin {
         let shared = Arc::new(Shared {
             options,
             entries,
-            limiter: Mutex::new(KeyedLimiter::new(quota, 10_000)),
+            limiter: Mutex::new(Limit {
+                buckets: KeyedLimiter::new(quota, 10_000),
+                per_hour,
+                steps_taken: 0,
+            }),
             started: Instant::now(),
             stats: Arc::clone(&stats),
             faults: Mutex::new(0x9e37_79b9_7f4a_7c15),
@@ -224,6 +260,9 @@ async fn file(
     let arrived = u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     stats.first_request_ns.fetch_min(arrived, Relaxed);
     stats.last_request_ns.fetch_max(arrived, Relaxed);
+    if let Ok(mut arrivals) = stats.arrivals_ns.lock() {
+        arrivals.push(arrived);
+    }
     let Some(entry) = shared
         .entries
         .iter()
@@ -240,21 +279,19 @@ async fn file(
             .map_or_else(|| peer.ip().to_string(), str::to_string),
     };
     let now = u64::try_from(shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let decision = shared
-        .limiter
-        .lock()
-        .map_err(|_| ())
-        .and_then(|mut limiter| {
-            let decision = limiter.try_acquire(&client, now, 1).map_err(|_| ())?;
-            Ok((decision, limiter.available_milli(&client, now)))
-        });
+    let decision = shared.limiter.lock().map_err(|_| ()).and_then(|mut limit| {
+        limit.follow_schedule(&shared.options.schedule, now);
+        let decision = limit.buckets.try_acquire(&client, now, 1).map_err(|_| ())?;
+        let milli = limit.buckets.available_milli(&client, now);
+        Ok((decision, milli, limit.per_hour))
+    });
     let announced = match &decision {
-        Ok((_, milli)) => announcement(&shared.options, *milli),
+        Ok((_, milli, per_hour)) => announcement(&shared.options, *per_hour, *milli),
         Err(()) => Vec::new(),
     };
     match decision {
-        Ok((Decision::Admit, _)) => {}
-        Ok((Decision::Wait(ns), _)) => {
+        Ok((Decision::Admit, ..)) => {}
+        Ok((Decision::Wait(ns), ..)) => {
             stats.throttled.fetch_add(1, Relaxed);
             let seconds = ns.div_ceil(1_000_000_000).max(1);
             let mut response = (
@@ -303,9 +340,10 @@ async fn file(
     response
 }
 
-/// The headers announcing a client's quota, with `milli` thousandths of a token left now.
-fn announcement(options: &OriginOptions, milli: i64) -> Vec<(&'static str, String)> {
-    let per_second = options.tokens_per_hour / 3600.0;
+/// The headers announcing a client's quota, at `per_hour` now, with `milli` thousandths of a
+/// token left.
+fn announcement(options: &OriginOptions, per_hour: f64, milli: i64) -> Vec<(&'static str, String)> {
+    let per_second = per_hour / 3600.0;
     let left = u64::try_from(milli.max(0) / 1000).unwrap_or(0);
     // Until as many more tokens as are left have come; with none left, until one has.
     let missing = if left > 0 {

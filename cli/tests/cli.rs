@@ -375,3 +375,21 @@ fn serve_and_scorecard_find_the_checkout_from_anywhere() {
         "every scenario in sim/scenarios: {stdout}"
     );
 }
+
+#[test]
+fn a_bad_origin_schedule_is_refused_naming_the_step() {
+    for (schedule, expected) in [
+        ("30", "expected SECONDS:PER_HOUR"),
+        ("30:fast", "PER_HOUR is not a number"),
+        ("30:0", "PER_HOUR must be from 0.0001"),
+        ("1e10:60", "SECONDS must be from 0"),
+        ("60:100,30:100", "in time order"),
+    ] {
+        let (ok, _, stderr) = pacer(&["origin", "--port", "0", "--origin-schedule", schedule]);
+        assert!(!ok, "{schedule} was accepted");
+        assert!(
+            stderr.contains("--origin-schedule") && stderr.contains(expected),
+            "{schedule}: {stderr}"
+        );
+    }
+}

@@ -555,3 +555,61 @@ async fn an_origin_s_announced_quota_keeps_a_too_fast_policy_from_429s() {
     let (throttled, _) = against_an_announcing_origin(Announce::None).await;
     assert!(throttled > 10, "{throttled} x 429 without announcements");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_that_halves_then_restores_its_limit_is_followed_through_its_announcements() {
+    // 10 a second, 5 from 2 s, 10 again from 5 s; the policy is configured at 10 a second.
+    let origin = Origin::start(
+        OriginOptions {
+            announce: Announce::Legacy,
+            schedule: vec![
+                (std::time::Duration::from_secs(2), 18_000.0),
+                (std::time::Duration::from_secs(5), 36_000.0),
+            ],
+            ..origin_options(80)
+        },
+        0,
+    )
+    .await
+    .expect("origin");
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut options = PipelineOptions::new(origin.url(), out.path());
+    options.workers = 3;
+    let summary = pipeline::run(
+        options,
+        policy(36_000.0, Arc::new(AtomicI64::new(-1))),
+        BufferPool::new(4096, 2),
+        Arc::new(pipeline::NoProgress),
+    )
+    .await
+    .expect("run");
+    assert_eq!(summary.downloaded, 80, "{summary:?}");
+    let arrivals = origin.stats().arrivals_ns.lock().expect("arrivals").clone();
+    // Requests per second in [from, to) seconds after the origin started.
+    let rate = |from: f64, to: f64| {
+        let n = arrivals
+            .iter()
+            .filter(|t| (from..to).contains(&(**t as f64 / 1e9)))
+            .count();
+        n as f64 / (to - from)
+    };
+    let (halved, restored) = (rate(2.5, 5.0), rate(5.5, 7.0));
+    println!(
+        "origin 10/s, 5/s from 2 s, 10/s from 5 s: {} x 429; {halved:.2}/s while halved, \
+         {restored:.2}/s once restored",
+        summary.throttled
+    );
+    assert!(
+        summary.throttled <= 2,
+        "at most one 429 per change: {}",
+        summary.throttled
+    );
+    assert!(
+        (4.4..=5.6).contains(&halved),
+        "{halved:.2}/s while the limit is 5/s"
+    );
+    assert!(
+        (8.8..=11.0).contains(&restored),
+        "{restored:.2}/s once it is 10/s again"
+    );
+}

@@ -46,6 +46,42 @@ pub struct OriginArgs {
     /// RateLimit headers, in X-RateLimit-* headers, or not at all.
     #[arg(long, value_enum, default_value_t = Headers::None)]
     pub announce: Headers,
+    /// Change the limit mid-run: comma-separated SECONDS:PER_HOUR steps, e.g. `30:1800,60:3600`
+    /// halves a limit of 3600 an hour 30 s in and restores it 30 s later.
+    #[arg(long, value_name = "STEPS")]
+    pub origin_schedule: Option<String>,
+}
+
+/// `--origin-schedule`: `SECONDS:PER_HOUR` steps, in time order, each rate a valid quota.
+fn schedule(text: &str) -> Result<Vec<(Duration, f64)>, String> {
+    let mut steps: Vec<(Duration, f64)> = Vec::new();
+    for step in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |why: &str| format!("--origin-schedule: {step:?}: {why}");
+        let (at, rate) = step
+            .split_once(':')
+            .ok_or_else(|| bad("expected SECONDS:PER_HOUR"))?;
+        let at: f64 = at
+            .trim()
+            .parse()
+            .map_err(|_| bad("SECONDS is not a number"))?;
+        let rate: f64 = rate
+            .trim()
+            .parse()
+            .map_err(|_| bad("PER_HOUR is not a number"))?;
+        if !(0.0..=1e9).contains(&at) {
+            return Err(bad("SECONDS must be from 0 to 1e9"));
+        }
+        if !(pacer::quota::MIN_TOKENS_PER_HOUR..=pacer::quota::MAX_TOKENS_PER_HOUR).contains(&rate)
+        {
+            return Err(bad("PER_HOUR must be from 0.0001 to 3.6e12"));
+        }
+        let at = Duration::from_secs_f64(at);
+        if steps.last().is_some_and(|(last, _)| *last > at) {
+            return Err(bad("steps must be in time order"));
+        }
+        steps.push((at, rate));
+    }
+    Ok(steps)
 }
 
 /// `--announce`.
@@ -111,6 +147,12 @@ impl OriginArgs {
                 Headers::Draft => Announce::Draft,
                 Headers::Legacy => Announce::Legacy,
             },
+            schedule: self
+                .origin_schedule
+                .as_deref()
+                .map(schedule)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -528,6 +570,15 @@ pub fn origin(args: &OriginArgs, port: u16) -> Result<(), String> {
             args.origin_rate,
             args.origin_burst
         );
+        if let Some(steps) = &args.origin_schedule {
+            say!("  the limit changes: {steps} (seconds:per hour)");
+        }
+        if args.announce != Headers::None {
+            say!(
+                "  every file response announces what is left ({:?} headers)",
+                args.announce
+            );
+        }
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
     })
 }
