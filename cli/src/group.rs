@@ -294,6 +294,10 @@ impl Group {
         let Some(share) = self.inner.share(limiter) else {
             return;
         };
+        if self.inner.unreachable.load(Relaxed) {
+            // Nobody would hear it; the worker should not wait a lease to find that out.
+            return;
+        }
         let ms = u64::try_from(duration.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -346,6 +350,9 @@ impl Group {
     pub async fn finished(&self, file: &str) {
         let inner = &self.inner;
         lock(&inner.claims).remove(file);
+        if inner.unreachable.load(Relaxed) {
+            return;
+        }
         let mut connection = inner.connection.clone();
         let mark = async {
             redis::pipe()
