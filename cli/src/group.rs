@@ -454,6 +454,21 @@ pub mod rules {
         }
     }
 
+    /// The rate the module runs at for a usable `rate` (0 = no share: the slowest it takes).
+    pub fn module_rate(rate: f64) -> f64 {
+        if rate > 0.0 {
+            rate
+        } else {
+            pacer::quota::MIN_TOKENS_PER_HOUR
+        }
+    }
+
+    /// The fastest rate slots may still be maturing at, after a cut from `rate`, given the
+    /// one kept from an earlier cut.
+    pub fn faster_before_cut<T>(before_cut: Option<(f64, T)>, rate: f64) -> f64 {
+        before_cut.map_or(rate, |(faster, _)| faster.max(rate))
+    }
+
     /// How long slots handed out at `old_rate` (tokens an hour) keep maturing after a cut,
     /// from the bucket's debt in milli-tokens just before it.
     pub fn horizon(debt_milli: u64, old_rate: f64) -> Duration {
@@ -638,20 +653,13 @@ impl Inner {
         } else {
             None
         };
-        let module_rate = if rate > 0.0 {
-            rate
-        } else {
-            MIN_TOKENS_PER_HOUR
-        };
-        if let Err(error) = policy.set_rate(share.index, module_rate) {
+        if let Err(error) = policy.set_rate(share.index, rules::module_rate(rate)) {
             tracing::error!(limiter = %share.name, %error, "could not set the shared rate");
             return;
         }
         if let Some(horizon) = horizon {
             let until = Instant::now() + horizon + self.options.lease / 4;
-            let faster = state
-                .before_cut
-                .map_or(state.rate, |(f, _)| f.max(state.rate));
+            let faster = rules::faster_before_cut(state.before_cut, state.rate);
             state.before_cut = Some((faster, until));
         }
         state.rate = rate;

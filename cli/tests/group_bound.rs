@@ -389,17 +389,12 @@ fn apply(
     } else {
         None
     };
-    let module_rate = if rate > 0.0 {
-        rate
-    } else {
-        MIN_TOKENS_PER_HOUR
-    };
     host.policy
-        .set_rate(now_ns, 0, module_rate)
+        .set_rate(now_ns, 0, rules::module_rate(rate))
         .map_err(|e| e.to_string())?;
     if let Some(horizon) = horizon {
         let until = ms + horizon.as_millis() as u64 + STEP_MS;
-        let faster = host.before_cut.map_or(host.rate, |(f, _)| f.max(host.rate));
+        let faster = rules::faster_before_cut(host.before_cut, host.rate);
         host.before_cut = Some((faster, until));
     }
     host.rate = rate;

@@ -424,12 +424,17 @@ async fn a_full_disk_ends_the_run_with_a_clear_error_and_nothing_that_looks_comp
 /// Runs the pipeline (3 workers, 10 requests a second, burst 3) against a scripted origin that
 /// Downloads a scripted origin's catalogue with 3 workers and a policy of 10 a second.
 async fn run_scripted(origin: &common::ScriptedOrigin) -> pipeline::Summary {
+    run_paced(&origin.url, 36_000.0).await
+}
+
+/// Downloads `url`'s catalogue with 3 workers and a policy of `tokens_per_hour`.
+async fn run_paced(url: &str, tokens_per_hour: f64) -> pipeline::Summary {
     let out = tempfile::tempdir().expect("temp dir");
-    let mut options = PipelineOptions::new(origin.url.clone(), out.path());
+    let mut options = PipelineOptions::new(url, out.path());
     options.workers = 3;
     pipeline::run(
         options,
-        policy(36_000.0, Arc::new(AtomicI64::new(-1))),
+        policy(tokens_per_hour, Arc::new(AtomicI64::new(-1))),
         BufferPool::new(4096, 2),
         Arc::new(pipeline::NoProgress),
     )
@@ -523,17 +528,7 @@ async fn against_an_announcing_origin(announce: Announce) -> (u64, f64) {
     )
     .await
     .expect("origin");
-    let out = tempfile::tempdir().expect("temp dir");
-    let mut options = PipelineOptions::new(origin.url(), out.path());
-    options.workers = 3;
-    let summary = pipeline::run(
-        options,
-        policy(144_000.0, Arc::new(AtomicI64::new(-1))),
-        BufferPool::new(4096, 2),
-        Arc::new(pipeline::NoProgress),
-    )
-    .await
-    .expect("run");
+    let summary = run_paced(&origin.url(), 144_000.0).await;
     assert_eq!(summary.downloaded, 60, "{summary:?}");
     (summary.throttled, origin.stats().request_rate())
 }
@@ -572,17 +567,7 @@ async fn an_origin_that_halves_then_restores_its_limit_is_followed_through_its_a
     )
     .await
     .expect("origin");
-    let out = tempfile::tempdir().expect("temp dir");
-    let mut options = PipelineOptions::new(origin.url(), out.path());
-    options.workers = 3;
-    let summary = pipeline::run(
-        options,
-        policy(36_000.0, Arc::new(AtomicI64::new(-1))),
-        BufferPool::new(4096, 2),
-        Arc::new(pipeline::NoProgress),
-    )
-    .await
-    .expect("run");
+    let summary = run_paced(&origin.url(), 36_000.0).await;
     assert_eq!(summary.downloaded, 80, "{summary:?}");
     let arrivals = origin.stats().arrivals_ns.lock().expect("arrivals").clone();
     // Requests per second in [from, to) seconds after the origin started.
