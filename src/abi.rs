@@ -225,8 +225,19 @@ pub extern "C" fn pacer_set_rate(limiter: i32, micro_tokens_per_hour: i64) -> i3
 }
 
 #[unsafe(no_mangle)]
-pub extern "C" fn pacer_announce(limiter: i32, limit: i64, remaining: i64, reset_ns: i64) -> i32 {
-    exports().announce(limiter, limit, remaining, reset_ns)
+pub extern "C" fn pacer_announce(
+    limiter: i32,
+    limit: i64,
+    remaining: i64,
+    reset_ns: i64,
+    in_flight: i64,
+) -> i32 {
+    exports().announce(limiter, limit, remaining, reset_ns, in_flight)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pacer_rate_micro(limiter: i32) -> i64 {
+    exports().rate_micro(limiter)
 }
 
 #[unsafe(no_mangle)]

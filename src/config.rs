@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use crate::json::{self, Map, Value};
 use serde::Serialize;
 
+use crate::adaptive::AdaptiveConfig;
 use crate::backoff::BackoffSettings;
 use crate::clock::NANOS_PER_MS;
 use crate::decimal::Decimal;
@@ -51,6 +52,9 @@ pub struct LimiterConfig {
     pub burst: Option<u32>,
     /// The fraction of burst in the bucket when first touched.
     pub initial: f64,
+    /// Learn the rate from 429s within these bounds; `None` = a fixed rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveConfig>,
 }
 
 /// The jitter section.
@@ -145,6 +149,7 @@ impl LimiterConfig {
             tokens_per_hour,
             burst: None,
             initial: DEFAULT_INITIAL,
+            adaptive: None,
         }
     }
 
@@ -235,6 +240,11 @@ impl Config {
             let quota = limiter
                 .quota()
                 .map_err(|e| ConfigError::new(at(&e.path), e.message))?;
+            if let Some(adaptive) = &limiter.adaptive {
+                check_adaptive(adaptive, limiter.tokens_per_hour).map_err(|e| {
+                    ConfigError::new(at(&format!("adaptive.{}", e.path)), e.message)
+                })?;
+            }
             quotas.push(quota);
         }
         let p = &self.pressure;
@@ -442,7 +452,7 @@ fn parse_limiter(value: &Value, path: String) -> Result<LimiterConfig, ConfigErr
     let section = Section::new(
         value,
         path,
-        &["name", "tokens_per_hour", "burst", "initial"],
+        &["name", "tokens_per_hour", "burst", "initial", "adaptive"],
     )?;
     let name = section
         .get("name")
@@ -468,5 +478,52 @@ fn parse_limiter(value: &Value, path: String) -> Result<LimiterConfig, ConfigErr
     let mut limiter = LimiterConfig::new(name, tokens_per_hour);
     limiter.burst = burst;
     limiter.initial = section.number("initial", DEFAULT_INITIAL)?;
+    if let Some(adaptive) = section.section(
+        "adaptive",
+        &["min_tokens_per_hour", "max_tokens_per_hour", "on_503"],
+    )? {
+        let required = |field: &str| match adaptive.get(field) {
+            None => Err(ConfigError::new(adaptive.at(field), "is required")),
+            Some(_) => adaptive.number(field, 0.0),
+        };
+        let on_503 = match adaptive.get("on_503") {
+            None => false,
+            Some(Value::Bool(on)) => *on,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    adaptive.at("on_503"),
+                    "must be true or false",
+                ));
+            }
+        };
+        limiter.adaptive = Some(AdaptiveConfig {
+            min_tokens_per_hour: required("min_tokens_per_hour")?,
+            max_tokens_per_hour: required("max_tokens_per_hour")?,
+            on_503,
+        });
+    }
     Ok(limiter)
+}
+
+/// An adaptive section's bounds: each a valid rate, `min <= tokens_per_hour <= max`.
+fn check_adaptive(adaptive: &AdaptiveConfig, tokens_per_hour: f64) -> Result<(), ConfigError> {
+    for (field, rate) in [
+        ("min_tokens_per_hour", adaptive.min_tokens_per_hour),
+        ("max_tokens_per_hour", adaptive.max_tokens_per_hour),
+    ] {
+        Quota::per_hour(rate).map_err(|e| ConfigError::new(field, e.message))?;
+    }
+    if adaptive.min_tokens_per_hour > tokens_per_hour {
+        return Err(ConfigError::new(
+            "min_tokens_per_hour",
+            "must not be above the limiter's tokens_per_hour",
+        ));
+    }
+    if adaptive.max_tokens_per_hour < tokens_per_hour {
+        return Err(ConfigError::new(
+            "max_tokens_per_hour",
+            "must not be below the limiter's tokens_per_hour",
+        ));
+    }
+    Ok(())
 }

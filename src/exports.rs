@@ -163,6 +163,16 @@ impl<H: Host> Exports<H> {
         self.finish(result)
     }
 
+    /// `pacer_rate_micro` (feature bit 128): the rate the limiter runs at now, in millionths of
+    /// a token an hour (as `pacer_set_rate` takes it).
+    pub fn rate_micro(&mut self, limiter: i32) -> i64 {
+        let result = self
+            .with_limiter(limiter)
+            .and_then(|(policy, index, _)| policy.rate(index))
+            .map(|rate| (rate * 1e6) as i64);
+        self.finish(result)
+    }
+
     /// `pacer_on_response`: `0` ok.
     pub fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32 {
         self.respond(limiter, status, retry_after_ms, None)
@@ -300,15 +310,28 @@ impl<H: Host> Exports<H> {
     }
 
     /// `pacer_announce` (feature bit 64): a quota the server announced: `limit` units per
-    /// window (`< 0` = not announced), `remaining` of them left until `reset_ns` from now: `0`.
-    pub fn announce(&mut self, limiter: i32, limit: i64, remaining: i64, reset_ns: i64) -> i32 {
+    /// window (`< 0` = not announced), `remaining` of them left until `reset_ns` from now, as
+    /// counted before `in_flight` requests the host sent or granted since: `0`.
+    pub fn announce(
+        &mut self,
+        limiter: i32,
+        limit: i64,
+        remaining: i64,
+        reset_ns: i64,
+        in_flight: i64,
+    ) -> i32 {
         let result = self.with_limiter(limiter).and_then(|(policy, index, now)| {
             let limit = u64::try_from(limit).ok();
             let remaining = non_negative(remaining, "remaining")?;
             let reset = non_negative(reset_ns, "reset_ns")?;
-            policy
-                .announce(now, index, limit, remaining, reset)
-                .map(|()| 0)
+            let in_flight = non_negative(in_flight, "in_flight")?;
+            let announced = crate::policy::Announced {
+                limit,
+                remaining,
+                reset,
+                in_flight,
+            };
+            policy.announce(now, index, announced).map(|()| 0)
         });
         self.finish(result)
     }

@@ -28,6 +28,9 @@ pub const FEATURE_SET_RATE: i32 = 1 << 4;
 pub const FEATURE_PAUSE: i32 = 1 << 5;
 /// `pacer_features` bit: `pacer_announce` takes a quota the server announced.
 pub const FEATURE_ANNOUNCE: i32 = 1 << 6;
+/// `pacer_features` bit: `pacer_rate_micro` reads a limiter's rate in force, and a limiter's
+/// config may carry `adaptive`.
+pub const FEATURE_ADAPTIVE: i32 = 1 << 7;
 /// Every optional export this module has, as `pacer_features` announces them.
 pub const FEATURES: i32 = FEATURE_REPLACE
     | FEATURE_RESPONSE_SENT
@@ -35,7 +38,8 @@ pub const FEATURES: i32 = FEATURE_REPLACE
     | FEATURE_CANCEL
     | FEATURE_SET_RATE
     | FEATURE_PAUSE
-    | FEATURE_ANNOUNCE;
+    | FEATURE_ANNOUNCE
+    | FEATURE_ADAPTIVE;
 
 /// A WebAssembly value type at the boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,10 +182,11 @@ pub const EXPORTS: &[Function] = &[
     optional("pacer_pause", &[I32, I64], &[I32], FEATURE_PAUSE),
     optional(
         "pacer_announce",
-        &[I32, I64, I64, I64],
+        &[I32, I64, I64, I64, I64],
         &[I32],
         FEATURE_ANNOUNCE,
     ),
+    optional("pacer_rate_micro", &[I32], &[I64], FEATURE_ADAPTIVE),
 ];
 
 /// The export called `name`, if ABI v1 has one.

@@ -40,6 +40,7 @@ extern crate alloc;
 #[cfg(all(target_arch = "wasm32", feature = "abi"))]
 #[allow(unsafe_code, missing_docs)]
 mod abi;
+pub mod adaptive;
 pub mod backoff;
 pub mod clock;
 pub mod config;
@@ -57,6 +58,7 @@ pub mod quota;
 pub mod random;
 pub mod snapshot;
 
+pub use adaptive::AdaptiveConfig;
 pub use backoff::{BackoffSettings, Breaker, Circuit, Outcome};
 pub use clock::{Clock, FakeClock, HighWater, Nanos};
 pub use config::{Config, LimiterConfig};
@@ -64,7 +66,7 @@ pub use error::{ConfigError, Error};
 pub use jitter::{Jitter, Strategy};
 pub use keyed::KeyedLimiter;
 pub use limiter::{Decision, Limiter};
-pub use policy::{Policy, Schedule};
+pub use policy::{Announced, Policy, Schedule};
 pub use pressure::{Level, MemoryReading, Pressure, Thresholds};
 pub use quota::Quota;
 pub use random::Rng;

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::adaptive::{self, Adaptive};
 use crate::backoff::{BackoffSettings, Breaker, Circuit, Outcome, Sent};
 use crate::clock::{HighWater, Nanos};
 use crate::config::Config;
@@ -28,6 +29,20 @@ pub enum Schedule {
     },
 }
 
+/// A quota a server announced, as `pacer_announce` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    /// Units per window, where the server says (it bounds `remaining`).
+    pub limit: Option<u64>,
+    /// Units left until the reset, as the server counted when it answered.
+    pub remaining: u64,
+    /// Nanoseconds from now until the reset.
+    pub reset: Nanos,
+    /// Requests the host sent, or was granted slots for, after the one answered: the server
+    /// had not counted them, so they come off `remaining`'s tokens (not its rate).
+    pub in_flight: u64,
+}
+
 /// One limiter's state: its bucket (created when first touched), its breaker, and its
 /// decorrelated jitter's previous delay.
 #[derive(Debug, Clone)]
@@ -41,17 +56,53 @@ pub(crate) struct Slot {
     pub bucket: Option<Limiter>,
     pub breaker: Breaker,
     pub jitter_previous: Option<Nanos>,
+    /// The rate's adaptation, for a limiter configured `adaptive`.
+    pub adaptive: Option<Adaptive>,
 }
 
 impl Slot {
-    fn new(quota: Quota) -> Self {
+    fn new(quota: Quota, adaptive: Option<adaptive::AdaptiveConfig>) -> Self {
         Slot {
             quota,
             configured: quota,
             announced_from: None,
+            adaptive: adaptive.map(|config| Adaptive::new(config, quota.tokens_per_hour())),
             bucket: None,
             breaker: Breaker::default(),
             jitter_previous: None,
+        }
+    }
+
+    /// Runs the bucket at `rate` from `now` on, with the same burst.
+    fn adapt(&mut self, now: Nanos, rate: f64) -> Result<(), Error> {
+        let quota = self.quota.with_rate(rate)?;
+        self.touch(now).set_quota(now, quota);
+        self.quota = quota;
+        Ok(())
+    }
+
+    /// After a response at `now`: a throttling answer starting a new round cuts the rate, a
+    /// success while the bucket is saturated grows it (not while a server announces it).
+    fn adapt_to(&mut self, now: Nanos, status: u16, new_round: bool) -> Result<(), Error> {
+        let Some(adaptive) = &mut self.adaptive else {
+            return Ok(());
+        };
+        let rate = self.quota.tokens_per_hour();
+        let next = if adaptive.config.throttles(status) {
+            adaptive.on_throttled(now, rate, new_round)
+        } else if Outcome::of_status(status) == Outcome::Success {
+            let saturated = self
+                .bucket
+                .as_ref()
+                .is_some_and(|bucket| bucket.available_milli(now) < 1000);
+            let next = adaptive.on_success(now, rate, saturated);
+            next.filter(|_| self.announced_from.is_none())
+        } else {
+            None
+        };
+        match next {
+            Some(rate) => self.adapt(now, rate),
+            None => Ok(()),
         }
     }
 
@@ -101,7 +152,12 @@ impl Policy {
     fn compiled(config: Config) -> Result<Policy, Error> {
         let compiled = config.compile()?;
         Ok(Policy {
-            slots: compiled.quotas.into_iter().map(Slot::new).collect(),
+            slots: compiled
+                .quotas
+                .into_iter()
+                .zip(&config.limiters)
+                .map(|(quota, limiter)| Slot::new(quota, limiter.adaptive))
+                .collect(),
             jitter: compiled.jitter,
             pressure: Pressure::new(compiled.thresholds),
             rng: Rng::from_seed(config.seed.unwrap_or(0)),
@@ -145,7 +201,15 @@ impl Policy {
                         && old.tokens_per_hour.to_bits() == limiter.tokens_per_hour.to_bits()
                         && old_slot.quota.burst() == slot.quota.burst()
                 });
-            if let Some((_, old_slot)) = kept {
+            if let Some((old, old_slot)) = kept {
+                slot.breaker = old_slot.breaker;
+                if old.adaptive.is_some() && old.adaptive == limiter.adaptive {
+                    // The same adaptation: it goes on where it was.
+                    slot.bucket = old_slot.bucket.clone();
+                    slot.quota = old_slot.quota;
+                    slot.adaptive = old_slot.adaptive;
+                    continue;
+                }
                 // A rate set since the old config ends: the bucket keeps its tokens.
                 slot.bucket = old_slot.bucket.clone().map(|mut bucket| {
                     if *bucket.quota() != slot.quota {
@@ -153,7 +217,6 @@ impl Policy {
                     }
                     bucket
                 });
-                slot.breaker = old_slot.breaker;
             }
         }
         next.pressure.set_level(self.pressure.level());
@@ -263,6 +326,10 @@ impl Policy {
                 paused: now < bucket.paused_until(),
             },
         };
+        let new_round = match sent {
+            Sent::At(at) => slot.adaptive.is_none_or(|a| a.is_new_round(at)),
+            Sent::Unknown { paused } => !paused,
+        };
         let outcome = Outcome::of_status(status);
         let before = slot.breaker.circuit();
         let pause = slot
@@ -277,7 +344,7 @@ impl Policy {
         if let (true, Circuit::Open { until }) = (circuit != before, circuit) {
             bucket.hold_until(until);
         }
-        Ok(())
+        slot.adapt_to(now, status, new_round)
     }
 
     /// The one call before an operation. The extra delay (jitter on `base_ns` at the
@@ -406,29 +473,36 @@ impl Policy {
         let quota = slot.quota.with_rate(tokens_per_hour)?;
         slot.touch(now).set_quota(now, quota);
         slot.quota = quota;
-        // A rate the host sets is the new ceiling for announcements.
+        // A rate the host sets is the new ceiling for announcements and adaptation.
         slot.announced_from = None;
+        if let Some(adaptive) = &mut slot.adaptive {
+            adaptive.on_set(now, tokens_per_hour);
+        }
         Ok(())
     }
 
-    /// A quota the server announced for `limiter`: `remaining` units until `reset` ns from
-    /// now (and `limit` per window, where known, which bounds `remaining`). The limiter then
+    /// A quota the server announced for `limiter` (see [`Announced`]). The limiter then
     /// spreads what is left evenly: it runs at `remaining / reset`, never above the rate in
     /// force before the first announcement (an announcement can slow a limiter, never open
-    /// it wide), and holds at most `remaining` tokens. With nothing left it keeps its rate and
-    /// is paused until the reset, at most the backoff's longest pause. In force until the next announcement,
+    /// it wide; an adaptive one follows it up to its ceiling), and holds at most
+    /// `remaining - in_flight` tokens. With nothing left it keeps its rate and is paused until
+    /// the reset, at most the backoff's longest pause. In force until the next announcement,
     /// configure or restore. A `reset` of 0 announces nothing.
     pub fn announce(
         &mut self,
         now: Nanos,
         limiter: usize,
-        limit: Option<u64>,
-        remaining: u64,
-        reset: Nanos,
+        announced: Announced,
     ) -> Result<(), Error> {
         let now = self.clock.observe(now);
         let longest = self.backoff.max_ns;
         let slot = self.slot(limiter)?;
+        let Announced {
+            limit,
+            remaining,
+            reset,
+            in_flight,
+        } = announced;
         if reset == 0 {
             return Ok(());
         }
@@ -443,14 +517,20 @@ impl Policy {
         let ceiling = slot.announced_from.unwrap_or(slot.quota);
         slot.announced_from = Some(ceiling);
         let spread = remaining as f64 * 3.6e12 / reset as f64;
-        // Not `clamp`, which may panic (and brings the formatting machinery into the module).
-        let rate = spread
-            .min(ceiling.tokens_per_hour())
-            .max(MIN_TOKENS_PER_HOUR);
+        // An adaptive limiter follows announcements up to its ceiling, a fixed one up to the
+        // rate it had. Not `clamp`, which may panic (and brings in the formatting machinery).
+        let highest = slot
+            .adaptive
+            .map_or(ceiling.tokens_per_hour(), |a| a.ceiling());
+        let rate = spread.min(highest).max(MIN_TOKENS_PER_HOUR);
+        if let Some(adaptive) = &mut slot.adaptive {
+            adaptive.on_announced(now, rate);
+        }
         let quota = slot.quota.with_rate(rate)?;
         let bucket = slot.touch(now);
         bucket.set_quota(now, quota);
-        bucket.cap_tokens(now, u32::try_from(remaining).unwrap_or(u32::MAX));
+        let left = remaining.saturating_sub(in_flight);
+        bucket.cap_tokens(now, u32::try_from(left).unwrap_or(u32::MAX));
         slot.quota = quota;
         Ok(())
     }
@@ -462,6 +542,12 @@ impl Policy {
         let slot = self.slot(limiter)?;
         slot.touch(now).pause_until(now.saturating_add(duration));
         Ok(())
+    }
+
+    /// The rate `limiter` runs at now, tokens an hour: the configured one, or where a set
+    /// rate, an announcement or adaptation moved it.
+    pub fn rate(&self, limiter: usize) -> Result<f64, Error> {
+        Ok(self.slot_ref(limiter)?.quota.tokens_per_hour())
     }
 
     /// While the circuit refuses: ns until asking again can succeed; else 0.

@@ -100,6 +100,17 @@ pub const MAX_BURST: u32 = i32::MAX as u32;
 /// The bucket's fill when first touched, as a fraction of burst, unless configured.
 pub const DEFAULT_INITIAL: f64 = 0.5;
 
+/// Refuses a rate outside 0.0001 to 3.6e12 tokens an hour.
+fn check_rate(tokens_per_hour: f64) -> Result<(), ConfigError> {
+    if (MIN_TOKENS_PER_HOUR..=MAX_TOKENS_PER_HOUR).contains(&tokens_per_hour) {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        "tokens_per_hour",
+        "must be a number from 0.0001 (about one a year) to 3.6e12 (one per ns)",
+    ))
+}
+
 /// A validated rate limit: tokens per hour, bucket capacity, initial fill.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quota {
@@ -121,12 +132,7 @@ impl Quota {
     /// `tokens_per_hour` (0.0001 to 3.6e12, fractional allowed) with the default burst of one
     /// minute's worth, `max(1, floor(tokens_per_hour / 60))`, starting half full.
     pub fn per_hour(tokens_per_hour: f64) -> Result<Quota, ConfigError> {
-        if !(MIN_TOKENS_PER_HOUR..=MAX_TOKENS_PER_HOUR).contains(&tokens_per_hour) {
-            return Err(ConfigError::new(
-                "tokens_per_hour",
-                "must be a number from 0.0001 (about one a year) to 3.6e12 (one per ns)",
-            ));
-        }
+        check_rate(tokens_per_hour)?;
         Quota::build(
             tokens_per_hour,
             default_burst(tokens_per_hour),
@@ -147,7 +153,7 @@ impl Quota {
 
     /// The same burst and initial fill at `tokens_per_hour` (0.0001 to 3.6e12).
     pub fn with_rate(self, tokens_per_hour: f64) -> Result<Quota, ConfigError> {
-        Quota::per_hour(tokens_per_hour)?;
+        check_rate(tokens_per_hour)?;
         Quota::build(tokens_per_hour, self.burst, self.initial)
     }
 

@@ -86,6 +86,12 @@ impl Policy {
             slot.bucket = bucket;
             slot.quota = slot.configured;
             slot.announced_from = None;
+            if let Some(adaptive) = &mut slot.adaptive {
+                *adaptive = crate::adaptive::Adaptive::new(
+                    adaptive.config,
+                    slot.configured.tokens_per_hour(),
+                );
+            }
             slot.breaker = breaker;
             slot.jitter_previous = jitter_previous;
         }

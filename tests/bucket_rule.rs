@@ -24,6 +24,8 @@ struct LimiterSpec {
     tokens_per_hour: f64,
     burst: u32,
     initial: f64,
+    /// `adaptive`: `(min, max, on_503)`, around `tokens_per_hour`.
+    adaptive: Option<(f64, f64, bool)>,
 }
 
 /// Something a host may do.
@@ -69,6 +71,7 @@ enum Op {
         limit: Option<u64>,
         remaining: u64,
         reset_ns: u64,
+        in_flight: u64,
     },
     /// `pause`: a pause another host saw.
     Pause {
@@ -112,12 +115,23 @@ fn limiter() -> impl Strategy<Value = LimiterSpec> {
         rate(),
         prop_oneof![1u32..4, 1u32..100, Just(i32::MAX as u32)],
         prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0f64..=1.0],
+        proptest::option::weighted(0.5, (0.0f64..3.0, 0.0f64..3.0, any::<bool>())),
     )
-        .prop_map(|(tokens_per_hour, burst, initial)| LimiterSpec {
+        .prop_map(|(tokens_per_hour, burst, initial, adaptive)| LimiterSpec {
             tokens_per_hour,
             burst,
             initial,
+            adaptive: adaptive.map(|(down, up, on_503)| around(tokens_per_hour, down, up, on_503)),
         })
+}
+
+/// Adaptive bounds `10^down` below and `10^up` above `rate`, within the valid rates.
+fn around(rate: f64, down: f64, up: f64, on_503: bool) -> (f64, f64, bool) {
+    (
+        (rate / 10f64.powf(down)).max(0.0001),
+        (rate * 10f64.powf(up)).min(3.6e12),
+        on_503,
+    )
 }
 
 fn jitter_strategy() -> impl Strategy<Value = JitterStrategy> {
@@ -160,12 +174,14 @@ fn op(limiters: usize) -> impl Strategy<Value = Op> {
             proptest::option::of(0u64..1_000),
             prop_oneof![Just(0u64), 0u64..100, 0u64..1_000_000_000],
             prop_oneof![Just(0u64), 0u64..100_000_000_000, 0u64..(1 << 50)],
+            prop_oneof![Just(0u64), 0u64..20],
         )
-            .prop_map(|(limiter, limit, remaining, reset_ns)| Op::Announce {
+            .prop_map(|(limiter, limit, remaining, reset_ns, in_flight)| Op::Announce {
                 limiter,
                 limit,
                 remaining,
                 reset_ns,
+                in_flight,
             }),
         1 => Just(Op::Export),
         1 => Just(Op::Import),
@@ -241,6 +257,13 @@ fn config(case: &Case, limiters: &[LimiterSpec], strategy: JitterStrategy, max_m
             let mut limiter = LimiterConfig::new(format!("l{i}"), spec.tokens_per_hour);
             limiter.burst = Some(spec.burst);
             limiter.initial = spec.initial;
+            limiter.adaptive = spec
+                .adaptive
+                .map(|(min, max, on_503)| pacer::AdaptiveConfig {
+                    min_tokens_per_hour: min,
+                    max_tokens_per_hour: max,
+                    on_503,
+                });
             limiter
         })
         .collect();
@@ -268,6 +291,8 @@ fn check(case: &Case) -> Result<(), String> {
     let mut rates: Vec<f64> = specs.iter().map(|s| s.tokens_per_hour).collect();
     // The rate an announcement may not exceed: the one in force before the first.
     let mut ceilings: Vec<Option<f64>> = vec![None; specs.len()];
+    // The highest rate adaptation may reach: `max_tokens_per_hour`, or a rate set since.
+    let mut adaptive_ceilings: Vec<f64> = specs.iter().map(adaptive_ceiling).collect();
     let memory = MemoryReading::default();
     let mut extra_possible = case.strategy != JitterStrategy::None;
     for (i, op) in case.ops.iter().enumerate() {
@@ -337,6 +362,29 @@ fn check(case: &Case) -> Result<(), String> {
                     ),
                 }
                 .map_err(|e| at(&e.to_string()))?;
+                // Adaptation: a throttling answer may lower the rate, a success raise it,
+                // within the adaptive bounds; nothing else moves it.
+                let rate = policy.rate(limiter).map_err(|e| at(&e.to_string()))?;
+                let before = rates[limiter];
+                if rate.to_bits() != before.to_bits() {
+                    let Some((min, _, _)) = specs[limiter].adaptive else {
+                        return Err(at(&format!("a fixed rate moved from {before} to {rate}")));
+                    };
+                    let ceiling = adaptive_ceilings[limiter].max(before);
+                    if rate < min.min(before) || rate > ceiling {
+                        return Err(at(&format!(
+                            "adapted from {before} to {rate}, outside [{min}, {ceiling}]"
+                        )));
+                    }
+                    let what = at("before an adaptive change");
+                    new_rate(
+                        &mut ledgers[limiter],
+                        &specs[limiter],
+                        &mut rates[limiter],
+                        rate,
+                        &what,
+                    )?;
+                }
             }
             Op::Replace { limiter, pick } => {
                 let ledger = &mut ledgers[limiter];
@@ -373,13 +421,30 @@ fn check(case: &Case) -> Result<(), String> {
                 let mut next = specs.clone();
                 if let Some((limiter, rate)) = rerate {
                     next[limiter].tokens_per_hour = rate;
+                    if let Some((min, max, _)) = &mut next[limiter].adaptive {
+                        (*min, *max) = (min.min(rate), max.max(rate));
+                    }
                 }
                 policy
                     .reconfigure(config(case, &next, strategy, max_ms))
                     .map_err(|e| at(&e.to_string()))?;
+                let after: Vec<f64> = (0..next.len())
+                    .map(|i| policy.rate(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| at(&e.to_string()))?;
                 for (i, (old, new)) in specs.iter().zip(&next).enumerate() {
+                    let kept = old.adaptive.is_some()
+                        && old.adaptive == new.adaptive
+                        && old.tokens_per_hour.to_bits() == new.tokens_per_hour.to_bits();
+                    let expected = if kept { rates[i] } else { new.tokens_per_hour };
+                    if after[i].to_bits() != expected.to_bits() {
+                        return Err(at(&format!(
+                            "limiter {i} runs at {} after a re-configure, not {expected}",
+                            after[i]
+                        )));
+                    }
                     if old.tokens_per_hour.to_bits() != new.tokens_per_hour.to_bits()
-                        || rates[i].to_bits() != new.tokens_per_hour.to_bits()
+                        || rates[i].to_bits() != after[i].to_bits()
                     {
                         // A re-configure ends a set rate: the limiter keeps its tokens under
                         // the configured one, or (new rate) may start afresh.
@@ -395,7 +460,16 @@ fn check(case: &Case) -> Result<(), String> {
                         *ledger = Ledger::default();
                     }
                 }
-                rates = next.iter().map(|s| s.tokens_per_hour).collect();
+                for (i, (old, new)) in specs.iter().zip(&next).enumerate() {
+                    // An adaptation goes on only where the limiter is unchanged.
+                    if !(old.adaptive.is_some()
+                        && old.adaptive == new.adaptive
+                        && old.tokens_per_hour.to_bits() == new.tokens_per_hour.to_bits())
+                    {
+                        adaptive_ceilings[i] = adaptive_ceiling(new);
+                    }
+                }
+                rates = after;
                 ceilings = vec![None; next.len()];
                 specs = next;
                 extra_possible |= strategy != JitterStrategy::None;
@@ -427,22 +501,40 @@ fn check(case: &Case) -> Result<(), String> {
                     &what,
                 )?;
                 ceilings[limiter] = None;
+                adaptive_ceilings[limiter] = rate;
             }
             Op::Announce {
                 limiter,
                 limit,
                 remaining,
                 reset_ns,
+                in_flight,
             } => {
+                let announced = pacer::Announced {
+                    limit,
+                    remaining,
+                    reset: reset_ns,
+                    in_flight,
+                };
                 policy
-                    .announce(clock, limiter, limit, remaining, reset_ns)
+                    .announce(clock, limiter, announced)
                     .map_err(|e| at(&e.to_string()))?;
                 let remaining = limit.map_or(remaining, |l| remaining.min(l));
                 if reset_ns == 0 || remaining == 0 {
                     continue;
                 }
-                let ceiling = *ceilings[limiter].get_or_insert(rates[limiter]);
+                // A fixed rate is held to the rate before the first announcement, an adaptive
+                // one to its ceiling.
+                let ceiling = match specs[limiter].adaptive {
+                    Some(_) => adaptive_ceilings[limiter],
+                    None => *ceilings[limiter].get_or_insert(rates[limiter]),
+                };
                 let rate = (remaining as f64 * 3.6e12 / reset_ns as f64).clamp(0.0001, ceiling);
+                let in_force = policy.rate(limiter).map_err(|e| at(&e.to_string()))?;
+                if in_force.to_bits() != rate.to_bits() {
+                    return Err(at(&format!("announced {rate} an hour, runs at {in_force}")));
+                }
+                let remaining = remaining.saturating_sub(in_flight);
                 let available = policy
                     .available_milli(clock, limiter)
                     .map_err(|e| at(&e.to_string()))?;
@@ -505,6 +597,7 @@ fn check(case: &Case) -> Result<(), String> {
                         *rate = spec.tokens_per_hour;
                     }
                     ceilings = vec![None; specs.len()];
+                    adaptive_ceilings = specs.iter().map(adaptive_ceiling).collect();
                 }
             }
             Op::Clock(step) => {
@@ -530,6 +623,12 @@ fn check(case: &Case) -> Result<(), String> {
         check_windows(ledger, &in_force, "at the end")?;
     }
     Ok(())
+}
+
+/// The highest rate a limiter's adaptation may reach as configured.
+fn adaptive_ceiling(spec: &LimiterSpec) -> f64 {
+    spec.adaptive
+        .map_or(spec.tokens_per_hour, |(_, max, _)| max)
 }
 
 /// A limiter's rate changes to `rate`: grants so far keep the old rate's bound (checked now);

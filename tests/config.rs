@@ -108,7 +108,7 @@ const INVALID: &[(&str, &str)] = &[
     ),
     (
         r#"{"limiters":[{"name":"a","tokens_per_hour":1,"rate":1}]}"#,
-        "limiters[0].rate: unknown field (expected one of name, tokens_per_hour, burst, initial)",
+        "limiters[0].rate: unknown field (expected one of name, tokens_per_hour, burst, initial, adaptive)",
     ),
     (
         r#"{"limiters":[{"name":"a","tokens_per_hour":1},{"name":"b","tokens_per_hour":1},{"name":"a","tokens_per_hour":2}]}"#,
@@ -178,6 +178,42 @@ const INVALID: &[(&str, &str)] = &[
         r#"{"limiters":[{"name":"a","tokens_per_hour":1}],"pool":{"size":1}}"#,
         "pool.size: unknown field",
     ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"max_tokens_per_hour":20}}]}"#,
+        "limiters[0].adaptive.min_tokens_per_hour: is required",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"min_tokens_per_hour":1}}]}"#,
+        "limiters[0].adaptive.max_tokens_per_hour: is required",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"min_tokens_per_hour":11,"max_tokens_per_hour":20}}]}"#,
+        "limiters[0].adaptive.min_tokens_per_hour: must not be above the limiter's tokens_per_hour",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"min_tokens_per_hour":1,"max_tokens_per_hour":9}}]}"#,
+        "limiters[0].adaptive.max_tokens_per_hour: must not be below the limiter's tokens_per_hour",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"min_tokens_per_hour":0,"max_tokens_per_hour":20}}]}"#,
+        "limiters[0].adaptive.min_tokens_per_hour: must be a number from 0.0001",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"min_tokens_per_hour":1,"max_tokens_per_hour":"fast"}}]}"#,
+        "limiters[0].adaptive.max_tokens_per_hour: must be a number",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"min_tokens_per_hour":1,"max_tokens_per_hour":20,"on_503":1}}]}"#,
+        "limiters[0].adaptive.on_503: must be true or false",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":{"min_tokens_per_hour":1,"max_tokens_per_hour":20,"on_429":true}}]}"#,
+        "limiters[0].adaptive.on_429: unknown field (expected one of min_tokens_per_hour, max_tokens_per_hour, on_503)",
+    ),
+    (
+        r#"{"limiters":[{"name":"a","tokens_per_hour":10,"adaptive":true}]}"#,
+        "limiters[0].adaptive: must be an object",
+    ),
 ];
 
 #[test]
@@ -189,4 +225,23 @@ fn each_invalid_field_yields_an_error_naming_it() {
             "{json}\n  gave: {error}\n  want: {expected}…"
         );
     }
+}
+
+#[test]
+fn an_adaptive_limiter_parses_and_round_trips() {
+    let json = r#"{"limiters":[{"name":"api","tokens_per_hour":3600,
+        "adaptive":{"min_tokens_per_hour":360,"max_tokens_per_hour":36000,"on_503":true}}]}"#;
+    let config = Config::from_json(json).expect("valid");
+    let adaptive = config.limiters[0].adaptive.expect("adaptive");
+    assert_eq!(
+        (
+            adaptive.min_tokens_per_hour,
+            adaptive.max_tokens_per_hour,
+            adaptive.on_503
+        ),
+        (360.0, 36_000.0, true)
+    );
+    assert_eq!(Config::from_json(&config.to_json()), Ok(config));
+    let fixed = Config::from_json(r#"{"limiters":[{"name":"api","tokens_per_hour":3600}]}"#);
+    assert_eq!(fixed.expect("valid").limiters[0].adaptive, None);
 }

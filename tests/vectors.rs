@@ -98,7 +98,10 @@ fn call(module: &mut Exports<ScriptHost>, saved: &mut Vec<u8>, step: &Value) -> 
         "pacer_cancel" => module.cancel(a32(0), a32(1), arg(2)).into(),
         "pacer_set_rate" => module.set_rate(a32(0), arg(1)).into(),
         "pacer_pause" => module.pause(a32(0), arg(1)).into(),
-        "pacer_announce" => module.announce(a32(0), arg(1), arg(2), arg(3)).into(),
+        "pacer_announce" => module
+            .announce(a32(0), arg(1), arg(2), arg(3), arg(4))
+            .into(),
+        "pacer_rate_micro" => module.rate_micro(a32(0)),
         "pacer_retry_in_ns" => module.retry_in_ns(a32(0)),
         "pacer_jitter_ns" => module.jitter_ns(arg(0), a32(1)),
         "pacer_pressure" => module.pressure().into(),

@@ -196,6 +196,9 @@ struct Run {
     by_others: AtomicU64,
     /// A malformed rate-limit header was reported (once per run).
     warned_headers: AtomicBool,
+    /// Slots the policy has handed out: an announcement answering the `n`th counts none of
+    /// those after it, which are in flight or on their way.
+    granted: AtomicU64,
     requests: AtomicU64,
     throttled: AtomicU64,
     retries: AtomicU64,
@@ -242,6 +245,7 @@ pub async fn run(
         deferred: Mutex::new(Vec::new()),
         by_others: AtomicU64::new(0),
         warned_headers: AtomicBool::new(false),
+        granted: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         throttled: AtomicU64::new(0),
         retries: AtomicU64::new(0),
@@ -332,11 +336,11 @@ async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
             if attempt > 0 {
                 run.retries.fetch_add(1, Relaxed);
             }
-            pace(&run, id).await?;
+            let grant = pace(&run, id).await?;
             run.progress.started(id, &item.name, item.size);
             run.requests.fetch_add(1, Relaxed);
             let sent_at = lock(&run.policy).now_ns();
-            let outcome = download(&run, id, &item).await?;
+            let outcome = download(&run, id, &item, grant).await?;
             let (status, retry_after) = match &outcome {
                 Ok(()) => (200, None),
                 Err(failure) => (failure.status, failure.retry_after),
@@ -381,7 +385,8 @@ async fn worker(run: Arc<Run>, id: usize) -> Result<(), PipelineError> {
 }
 
 /// Waits until the policy says go: out of High pressure, past an open circuit, then the delay.
-async fn pace(run: &Run, id: usize) -> Result<(), PipelineError> {
+/// Returns which slot it was, counting from 0.
+async fn pace(run: &Run, id: usize) -> Result<u64, PipelineError> {
     loop {
         let (level, throttle) = {
             let mut policy = lock(&run.policy);
@@ -410,25 +415,28 @@ async fn pace(run: &Run, id: usize) -> Result<(), PipelineError> {
             group.acquired(run.options.limiter, delay > 0);
         }
         match schedule {
-            Schedule::Act { mut delay } => loop {
-                run.waited_ns.fetch_add(delay, Relaxed);
-                if delay > 0 {
-                    run.progress.waiting(id, "paced");
-                    tokio::time::sleep(Duration::from_nanos(delay)).await;
-                }
-                // A pause or an open circuit that began while this worker slept binds its
-                // slot too: re-place it (a module without pacer_replace_ns keeps the slot).
-                let replaced = lock(&run.policy).replace(run.options.limiter, 1, 0)?;
-                match replaced {
-                    Schedule::Act { delay: 0 } => return Ok(()),
-                    Schedule::Act { delay: later } => delay = later,
-                    Schedule::CircuitOpen { retry_in } => {
-                        publish_circuit(run, retry_in).await;
-                        wait_out_circuit(run, id, retry_in).await;
-                        break;
+            Schedule::Act { mut delay } => {
+                let grant = run.granted.fetch_add(1, Relaxed);
+                loop {
+                    run.waited_ns.fetch_add(delay, Relaxed);
+                    if delay > 0 {
+                        run.progress.waiting(id, "paced");
+                        tokio::time::sleep(Duration::from_nanos(delay)).await;
+                    }
+                    // A pause or an open circuit that began while this worker slept binds its
+                    // slot too: re-place it (a module without pacer_replace_ns keeps the slot).
+                    let replaced = lock(&run.policy).replace(run.options.limiter, 1, 0)?;
+                    match replaced {
+                        Schedule::Act { delay: 0 } => return Ok(grant),
+                        Schedule::Act { delay: later } => delay = later,
+                        Schedule::CircuitOpen { retry_in } => {
+                            publish_circuit(run, retry_in).await;
+                            wait_out_circuit(run, id, retry_in).await;
+                            break;
+                        }
                     }
                 }
-            },
+            }
             Schedule::CircuitOpen { retry_in } => {
                 publish_circuit(run, retry_in).await;
                 wait_out_circuit(run, id, retry_in).await;
@@ -455,13 +463,18 @@ async fn wait_out_circuit(run: &Run, id: usize, retry_in: u64) {
 
 /// One attempt: stream into `<name>.partial`, verify, fsync, rename. `Ok(Err(..))` is a
 /// failed attempt (retried); `Err(..)` ends the run (the output directory failed).
-async fn download(run: &Run, id: usize, item: &Item) -> Result<Result<(), Failure>, PipelineError> {
+async fn download(
+    run: &Run,
+    id: usize,
+    item: &Item,
+    grant: u64,
+) -> Result<Result<(), Failure>, PipelineError> {
     let target = run.options.out_dir.join(&item.name);
     let partial =
         run.options
             .out_dir
             .join(format!("{}.{}", item.name, run.options.partial_extension()));
-    let result = attempt(run, id, item, &partial, &target).await;
+    let result = attempt(run, id, item, grant, &partial, &target).await;
     if !matches!(result, Ok(Ok(()))) {
         let _ = tokio::fs::remove_file(&partial).await;
     }
@@ -472,6 +485,7 @@ async fn attempt(
     run: &Run,
     id: usize,
     item: &Item,
+    grant: u64,
     partial: &Path,
     target: &Path,
 ) -> Result<Result<(), Failure>, PipelineError> {
@@ -495,7 +509,7 @@ async fn attempt(
         },
     };
     let status = response.status().as_u16();
-    announced(run, response.headers())?;
+    announced(run, response.headers(), grant)?;
     if status != 200 {
         let retry_after = response
             .headers()
@@ -564,9 +578,13 @@ async fn attempt(
     Ok(Ok(()))
 }
 
-/// Hands a quota the response announced (`RateLimit`, `X-RateLimit-*`) to the policy. A
-/// malformed one is said once (then at debug level) and ignored.
-fn announced(run: &Run, headers: &reqwest::header::HeaderMap) -> Result<(), PipelineError> {
+/// Hands a quota the response to slot `grant` announced (`RateLimit`, `X-RateLimit-*`) to the
+/// policy. A malformed one is said once (then at debug level) and ignored.
+fn announced(
+    run: &Run,
+    headers: &reqwest::header::HeaderMap,
+    grant: u64,
+) -> Result<(), PipelineError> {
     let joined = |name: &str| {
         let values: Vec<&str> = headers
             .get_all(name)
@@ -607,7 +625,14 @@ fn announced(run: &Run, headers: &reqwest::header::HeaderMap) -> Result<(), Pipe
                 .map_or(1.0, |group| group.fraction(run.options.limiter));
             // (A share is granted a hair under its exact part: round that hair away.)
             let remaining = (quota.remaining as f64 * part + 1e-6).floor() as u64;
-            lock(&run.policy).announce(run.options.limiter, quota.limit, remaining, quota.reset)?;
+            let in_flight = run.granted.load(Relaxed).saturating_sub(grant + 1);
+            lock(&run.policy).announce(
+                run.options.limiter,
+                quota.limit,
+                remaining,
+                quota.reset,
+                in_flight,
+            )?;
         }
         Ok(None) => {}
         Err(why) => {

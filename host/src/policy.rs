@@ -103,7 +103,8 @@ impl Policy {
     }
 
     /// A quota the server announced (its `RateLimit` or `X-RateLimit-*` headers, parsed):
-    /// `limit` per window where known, `remaining` left until `reset` from now. The limiter
+    /// `limit` per window where known, `remaining` left until `reset` from now, counted before
+    /// `in_flight` requests this host sent or granted after the one answered. The limiter
     /// spreads what is left evenly until the reset, never faster than before the first
     /// announcement (see ABI.md, `pacer_announce`). `Ok(false)`: the module has no
     /// `pacer_announce` (bit 64), and nothing changed.
@@ -113,6 +114,7 @@ impl Policy {
         limit: Option<u64>,
         remaining: u64,
         reset: Duration,
+        in_flight: u64,
     ) -> Result<bool, HostError> {
         if self.exports.announce.is_none() {
             return Ok(false);
@@ -120,10 +122,11 @@ impl Policy {
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let remaining = i64::try_from(remaining).unwrap_or(i64::MAX);
         let reset = i64::try_from(reset.as_nanos()).unwrap_or(i64::MAX);
+        let in_flight = i64::try_from(in_flight).unwrap_or(i64::MAX);
         self.decide(
             "pacer_announce",
             |e| e.announce.as_ref().expect("bound: checked above"),
-            (arg(limiter), limit, remaining, reset),
+            (arg(limiter), limit, remaining, reset, in_flight),
         )
         .map(|_| true)
     }

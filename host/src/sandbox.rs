@@ -552,7 +552,7 @@ pub(crate) struct Exports {
     /// `pacer_pause` (feature bit 32).
     pub pause: Option<TypedFunc<(i32, i64), i32>>,
     /// `pacer_announce` (feature bit 64).
-    pub announce: Option<TypedFunc<(i32, i64, i64, i64), i32>>,
+    pub announce: Option<TypedFunc<(i32, i64, i64, i64, i64), i32>>,
 }
 
 impl Exports {

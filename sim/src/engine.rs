@@ -50,6 +50,15 @@ pub trait Engine {
     }
     /// `pacer_on_response`.
     fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32;
+    /// `pacer_announce` (feature bit 64): `[limit, remaining, reset_ns, in_flight]`; without
+    /// it an announcement is not heard (`0`).
+    fn announce(&mut self, _limiter: i32, _announced: [i64; 4]) -> i32 {
+        0
+    }
+    /// `pacer_rate_micro` (feature bit 128); without it `-1`: unknown.
+    fn rate_micro(&mut self, _limiter: i32) -> i64 {
+        -1
+    }
     /// `pacer_retry_in_ns`.
     fn retry_in_ns(&mut self, limiter: i32) -> i64;
     /// `pacer_available_milli`.
@@ -154,6 +163,13 @@ impl Engine for CoreEngine {
         self.0
             .on_response_sent(limiter, status, retry_after_ms, sent_at_ns)
     }
+    fn announce(&mut self, limiter: i32, [limit, remaining, reset_ns, in_flight]: [i64; 4]) -> i32 {
+        self.0
+            .announce(limiter, limit, remaining, reset_ns, in_flight)
+    }
+    fn rate_micro(&mut self, limiter: i32) -> i64 {
+        self.0.rate_micro(limiter)
+    }
     fn retry_in_ns(&mut self, limiter: i32) -> i64 {
         self.0.retry_in_ns(limiter)
     }
@@ -204,6 +220,12 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
         sent_at_ns: i64,
     ) -> i32 {
         (**self).on_response_sent(limiter, status, retry_after_ms, sent_at_ns)
+    }
+    fn announce(&mut self, limiter: i32, announced: [i64; 4]) -> i32 {
+        (**self).announce(limiter, announced)
+    }
+    fn rate_micro(&mut self, limiter: i32) -> i64 {
+        (**self).rate_micro(limiter)
     }
     fn retry_in_ns(&mut self, limiter: i32) -> i64 {
         (**self).retry_in_ns(limiter)

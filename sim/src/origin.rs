@@ -88,6 +88,20 @@ impl Origin {
         })
     }
 
+    /// What the origin announces at `now_ns` (just after answering), as `RateLimit` headers
+    /// would: `(remaining, reset_ns)`, whole requests left and the time until as many more
+    /// have come (until the next one, when none is left); `None` when unlimited.
+    pub fn announcement(&self, now_ns: u64) -> Option<(u64, u64)> {
+        let limit = self.limit.as_ref()?;
+        let remaining = u64::from(limit.available(now_ns));
+        let reset_ns = if remaining == 0 {
+            limit.wait_time(now_ns, 1).ok()?
+        } else {
+            (remaining as f64 * 3.6e12 / limit.quota().tokens_per_hour()) as u64
+        };
+        Some((remaining, reset_ns.max(1)))
+    }
+
     /// Answers a request at `now_ns`.
     pub fn handle(&mut self, now_ns: u64) -> Answer {
         while let Some(&(at_ns, quota)) = self.changes.last() {

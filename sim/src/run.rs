@@ -15,7 +15,7 @@ use crate::report::{
     JitterDraws, Report, Series, Summary, linear_histograms, log2_histogram, percentile_ms,
 };
 use crate::scenario::{Scenario, ScenarioError};
-use crate::trace::{Arrival, arrivals};
+use crate::trace::{Arrival, arrivals, next_in_backlog};
 
 const NS_PER_S: u64 = 1_000_000_000;
 /// The memory limit the policy reads; the scenario's curve is a fraction of it.
@@ -79,6 +79,8 @@ pub struct Simulation<E> {
     scenario: Scenario,
     facts: ConfigFacts,
     trace: Vec<Arrival>,
+    /// Arrivals in the trace from the start (a backlog's later ones are appended).
+    first_arrivals: usize,
     next_arrival: usize,
     pending: BinaryHeap<Reverse<(u64, u32, Step)>>,
     origin: Origin,
@@ -128,12 +130,14 @@ impl<E: Engine> Simulation<E> {
         let trace = arrivals(&scenario);
         let end_ns = u64::from(scenario.duration_s) * NS_PER_S;
         let sample_ns = u64::from(scenario.duration_s).div_ceil(MAX_SAMPLES) * NS_PER_S;
-        let max_events = 64 * trace.len() as u64 + 1_000_000;
+        let max_events =
+            64 * (trace.len() as u64).max(scenario.expected_requests() as u64) + 1_000_000;
         let features = engine.features();
         Ok(Simulation {
             features,
             engine,
             facts,
+            first_arrivals: trace.len(),
             next_arrival: 0,
             pending: BinaryHeap::new(),
             origin,
@@ -215,8 +219,13 @@ impl<E: Engine> Simulation<E> {
         self.report.as_ref()
     }
 
+    /// The next of the trace's first arrivals, if any is left.
+    fn first_arrival(&self) -> Option<u64> {
+        (self.next_arrival < self.first_arrivals).then(|| self.trace[self.next_arrival].at_ns)
+    }
+
     fn next_time(&self) -> Option<u64> {
-        let arrival = self.trace.get(self.next_arrival).map(|a| a.at_ns);
+        let arrival = self.first_arrival();
         let pending = self.pending.peek().map(|Reverse((t, _, _))| *t);
         match (arrival, pending) {
             (Some(a), Some(p)) => Some(a.min(p)),
@@ -225,7 +234,7 @@ impl<E: Engine> Simulation<E> {
     }
 
     fn advance(&mut self, now: u64) -> Result<(), SimulationError> {
-        let arrival_due = self.trace.get(self.next_arrival).map(|a| a.at_ns) == Some(now);
+        let arrival_due = self.first_arrival() == Some(now);
         // New arrivals go before pending work of the same instant.
         let (request, step) = if arrival_due {
             self.next_arrival += 1;
@@ -330,6 +339,15 @@ impl<E: Engine> Simulation<E> {
         }
         if answer != Answer::Served {
             self.pending.push(Reverse((now, request, Step::Ask)));
+        } else if self.scenario.pattern == crate::Pattern::Backlog && now < self.end_ns {
+            let served = self.trace[request as usize];
+            let next = next_in_backlog(&self.scenario, served.client, served.at_ns, now);
+            // Behind the trace's first arrivals, asked through `pending` in time order.
+            if next.at_ns < self.end_ns {
+                let id = self.trace.len() as u32;
+                self.trace.push(next);
+                self.pending.push(Reverse((next.at_ns, id, Step::Ask)));
+            }
         }
         Ok(())
     }
@@ -403,7 +421,7 @@ impl<E: Engine> Simulation<E> {
             rejected_429: self.total.rejected,
             failed_503: self.total.failed,
             refused_circuit: self.total.refused,
-            waiting_at_end: (self.pending.len() + self.trace.len() - self.next_arrival) as u64,
+            waiting_at_end: (self.pending.len() + self.first_arrivals - self.next_arrival) as u64,
             wait_p50_ms: percentile_ms(&mut waits, 0.50),
             wait_p99_ms: percentile_ms(&mut waits, 0.99),
             wait_max_ms: waits.iter().max().map_or(0.0, |w| *w as f64 / 1e6),

@@ -25,15 +25,19 @@ pub enum Pattern {
     /// Steady, but the origin answers 503 through the outage: the requests held back meanwhile
     /// (by backoff and the circuit) return together when it ends.
     Herd,
+    /// A backlog, as `pacer run` works through a catalogue: each client sends its next request
+    /// once the previous one is served, at most `rate_per_client` a second.
+    Backlog,
 }
 
 impl Pattern {
     /// Every pattern, in the order the page lists them.
-    pub const ALL: [Pattern; 4] = [
+    pub const ALL: [Pattern; 5] = [
         Pattern::Steady,
         Pattern::Poisson,
         Pattern::Bursts,
         Pattern::Herd,
+        Pattern::Backlog,
     ];
 
     /// The name in JSON and in the URL.
@@ -43,6 +47,7 @@ impl Pattern {
             Pattern::Poisson => "poisson",
             Pattern::Bursts => "bursts",
             Pattern::Herd => "herd",
+            Pattern::Backlog => "backlog",
         }
     }
 }
@@ -91,6 +96,9 @@ pub struct Scenario {
     /// The origin's rate over time: `[seconds, requests per second]` points, each in force
     /// from its time on; empty = `origin_rate` throughout.
     pub origin_schedule: Vec<[f64; 2]>,
+    /// Whether the origin announces what is left of its quota on every answer (`remaining`
+    /// whole requests, and the time until as many more have come), as `RateLimit` headers do.
+    pub announce: bool,
 }
 
 impl Default for Scenario {
@@ -112,6 +120,7 @@ impl Default for Scenario {
             cost: 1,
             latency_ms: 0,
             origin_schedule: Vec::new(),
+            announce: false,
         }
     }
 }
@@ -189,6 +198,12 @@ impl Scenario {
                 12 => s.base_ms = whole(value, field)?,
                 13 => s.cost = whole(value, field)?,
                 14 => s.latency_ms = whole(value, field)?,
+                16 => {
+                    s.announce = match value {
+                        Value::Bool(on) => *on,
+                        _ => return Err(invalid(field, "must be true or false")),
+                    }
+                }
                 _ => {
                     s.origin_schedule = pairs_of(
                         value,
@@ -342,7 +357,7 @@ impl Scenario {
 }
 
 /// The fields of a scenario's JSON.
-pub const FIELDS: [&str; 16] = [
+pub const FIELDS: [&str; 17] = [
     "config",
     "clients",
     "pattern",
@@ -359,6 +374,7 @@ pub const FIELDS: [&str; 16] = [
     "cost",
     "latency_ms",
     "origin_schedule",
+    "announce",
 ];
 
 fn text_of(value: &Value, field: &'static str) -> Result<String, ScenarioError> {
@@ -390,7 +406,12 @@ fn pattern_of(value: &Value) -> Result<Pattern, ScenarioError> {
     Pattern::ALL
         .into_iter()
         .find(|p| value.as_str() == Some(p.name()))
-        .ok_or_else(|| invalid("pattern", "must be one of steady, poisson, bursts, herd"))
+        .ok_or_else(|| {
+            invalid(
+                "pattern",
+                "must be one of steady, poisson, bursts, herd, backlog",
+            )
+        })
 }
 
 fn memory_of(value: &Value) -> Result<Vec<[f64; 2]>, ScenarioError> {

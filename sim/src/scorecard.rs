@@ -18,7 +18,7 @@ use crate::scenario::{Pattern, Scenario};
 use crate::strategy::{
     AwsAdaptive, Paced, PlainBucket, Plan, SreThrottle, StandardRetry, Strategy,
 };
-use crate::trace::arrivals;
+use crate::trace::{arrivals, next_in_backlog};
 
 const NS_PER_S: u64 = 1_000_000_000;
 /// The window over which recovery is judged, seconds.
@@ -69,7 +69,27 @@ pub struct Scores {
     pub origin_limit_1s: f64,
     /// Requests not served by the end.
     pub waiting_at_end: u64,
+    /// 2xx a second over the last [`LATE_WINDOW_S`] (the last third of shorter runs), as a
+    /// share of the origin's rate then (`None` for an unlimited origin).
+    pub late_share: Option<f64>,
+    /// The share of answers that were 429, among requests sent after [`SETTLING_S`].
+    pub late_429_share: f64,
+    /// 429s answering requests sent after the first answer arrived.
+    pub after_first_429: u64,
+    /// Seconds from the start, and from each change of the origin's rate, until the 30 s
+    /// average of 2xx is within 10 % of the rate then, the slowest counted; `None` = never,
+    /// or an unlimited origin.
+    pub settle_s: Option<f64>,
 }
+
+/// The span at the end of a run whose goodput is compared with the origin's rate, seconds.
+pub const LATE_WINDOW_S: u64 = 300;
+/// The start of a run not judged for 429s, seconds.
+pub const SETTLING_S: u64 = 60;
+/// The window of the average judged after a rate change, seconds.
+pub const SETTLE_WINDOW_S: usize = 30;
+/// How close that average must come to the new rate.
+pub const SETTLE_WITHIN: f64 = 0.10;
 
 /// The scorecard of one scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,7 +159,9 @@ pub fn scorecard_with<E: Engine>(scenario: &Scenario, engine: E) -> Result<Score
 enum Step {
     Plan,
     Send,
-    Answer(Answer),
+    /// The answer, and what the origin announced with it: `remaining`, `reset_ns`, and the
+    /// request's place among all sends.
+    Answer(Answer, Option<(u64, u64, usize)>),
 }
 
 /// One strategy through the scenario.
@@ -149,7 +171,8 @@ fn run(
     groups: usize,
     quota_per_s: Option<f64>,
 ) -> Result<Scores, String> {
-    let trace = arrivals(scenario);
+    let mut trace = arrivals(scenario);
+    let backlog = scenario.pattern == Pattern::Backlog;
     let mut origin = Origin::new(scenario).map_err(|e| e.to_string())?;
     let end_ns = u64::from(scenario.duration_s) * NS_PER_S;
     let latency_ns = u64::from(scenario.latency_ms) * 1_000_000;
@@ -162,6 +185,11 @@ fn run(
     let mut waits = Vec::with_capacity(trace.len());
     let mut sends = Vec::with_capacity(trace.len());
     let (mut rejected_429, mut failed_5xx, mut held) = (0, 0, 0);
+    let settling_ns = SETTLING_S * NS_PER_S;
+    let (mut late_answers, mut late_429, mut after_first_429) = (0u64, 0u64, 0u64);
+    let mut first_answer_ns = None;
+    // Slots handed out and not yet sent (or given up).
+    let mut slots_out = 0u64;
     let mut pending: BinaryHeap<Reverse<(u64, u32, Step)>> = trace
         .iter()
         .enumerate()
@@ -171,7 +199,8 @@ fn run(
         arrived_per_s[(arrival.at_ns / NS_PER_S) as usize] += 1;
         arrived_by_client[arrival.client as usize] += 1;
     }
-    let max_events = 256 * trace.len() as u64 + 1_000_000;
+    let max_events =
+        256 * (trace.len() as u64).max(scenario.expected_requests() as u64) + 1_000_000;
     let mut events = 0u64;
     while let Some(Reverse((now, request, step))) = pending.pop() {
         if now >= end_ns {
@@ -184,18 +213,31 @@ fn run(
         }
         let arrival = trace[request as usize];
         let group = arrival.client as usize % groups.max(1);
+        if let Step::Answer(..) = step {
+            first_answer_ns.get_or_insert(now);
+        }
         let plan = match step {
             Step::Plan => Some(strategy.plan(now, group, attempts[request as usize])?),
             Step::Send => match strategy.recheck(now, group)? {
                 Plan::Send { delay_ns: 0 } => {
-                    sends.push(now);
                     let answer = origin.handle(now);
-                    pending.push(Reverse((now + latency_ns, request, Step::Answer(answer))));
+                    let place = sends.len();
+                    let announced = if scenario.announce {
+                        origin
+                            .announcement(now)
+                            .map(|(left, reset)| (left, reset, place))
+                    } else {
+                        None
+                    };
+                    sends.push(now);
+                    slots_out -= 1;
+                    let step = Step::Answer(answer, announced);
+                    pending.push(Reverse((now + latency_ns, request, step)));
                     None
                 }
                 other => Some(other),
             },
-            Step::Answer(answer) => {
+            Step::Answer(answer, announced) => {
                 let sent_at = now - latency_ns;
                 strategy.on_response(
                     now,
@@ -204,11 +246,37 @@ fn run(
                     answer.status(),
                     answer.retry_after_ms(),
                 )?;
+                if let Some((remaining, reset_ns, place)) = announced {
+                    // The origin counted this request, not those sent after it nor the slots
+                    // handed out and still waiting: the host says how many.
+                    let in_flight = (sends.len() - place - 1) as u64 + slots_out;
+                    strategy.announced(now, group, remaining, reset_ns, in_flight)?;
+                }
+                let too_many = matches!(answer, Answer::TooMany { .. });
+                if sent_at >= settling_ns {
+                    late_answers += 1;
+                    late_429 += u64::from(too_many);
+                }
+                if too_many && first_answer_ns.is_some_and(|first| sent_at > first) {
+                    after_first_429 += 1;
+                }
                 match answer {
                     Answer::Served => {
                         served_per_s[(now / NS_PER_S) as usize] += 1;
                         served_by_client[arrival.client as usize] += 1;
                         waits.push(now - arrival.at_ns);
+                        if backlog {
+                            let next =
+                                next_in_backlog(scenario, arrival.client, arrival.at_ns, now);
+                            if next.at_ns < end_ns {
+                                arrived_per_s[(next.at_ns / NS_PER_S) as usize] += 1;
+                                arrived_by_client[next.client as usize] += 1;
+                                let id = trace.len() as u32;
+                                trace.push(next);
+                                attempts.push(0);
+                                pending.push(Reverse((next.at_ns, id, Step::Plan)));
+                            }
+                        }
                     }
                     Answer::TooMany { .. } => rejected_429 += 1,
                     Answer::Unavailable => failed_5xx += 1,
@@ -223,9 +291,15 @@ fn run(
         match plan {
             None => {}
             Some(Plan::Send { delay_ns }) => {
+                if step == Step::Plan {
+                    slots_out += 1;
+                }
                 pending.push(Reverse((now.saturating_add(delay_ns), request, Step::Send)));
             }
             Some(Plan::Hold { retry_in_ns }) => {
+                if step == Step::Send {
+                    slots_out -= 1;
+                }
                 held += 1;
                 attempts[request as usize] += 1;
                 let at = now.saturating_add(retry_in_ns.max(MIN_RETRY_NS));
@@ -256,7 +330,42 @@ fn run(
         max_sent_1s: max_in_window(&sends, NS_PER_S),
         origin_limit_1s,
         waiting_at_end,
+        late_share: late_share(&served_per_s, &rates),
+        late_429_share: late_429 as f64 / late_answers.max(1) as f64,
+        after_first_429,
+        settle_s: settle_s(scenario, &served_per_s, &rates),
     })
+}
+
+/// 2xx a second over the last [`LATE_WINDOW_S`] (or third of the run) over the origin's rate.
+fn late_share(served: &[u64], rates: &[f64]) -> Option<f64> {
+    let seconds = served.len().saturating_sub(1);
+    let start = seconds - (LATE_WINDOW_S as usize).min(seconds / 3);
+    let capacity: f64 = rates[start..seconds].iter().sum();
+    let done: u64 = served[start..seconds].iter().sum();
+    (capacity > 0.0).then(|| done as f64 / capacity)
+}
+
+/// From the start and each change in the origin's schedule: seconds until the 30 s average
+/// of 2xx ending then is within [`SETTLE_WITHIN`] of the rate in force; the slowest, or
+/// `None` if one never is.
+fn settle_s(scenario: &Scenario, served: &[u64], rates: &[f64]) -> Option<f64> {
+    if scenario.origin_rate <= 0.0 {
+        return None;
+    }
+    let mut slowest: Option<f64> = None;
+    let start = [0.0, scenario.origin_rate];
+    for [at, rate] in core::iter::once(&start).chain(&scenario.origin_schedule) {
+        let change = *at as usize;
+        let settled = (change + SETTLE_WINDOW_S..served.len()).find(|end| {
+            let window = &served[end - SETTLE_WINDOW_S..*end];
+            let average = window.iter().sum::<u64>() as f64 / SETTLE_WINDOW_S as f64;
+            (average - rate).abs() <= SETTLE_WITHIN * rate && rates[end - 1] == *rate
+        })?;
+        let took = (settled - change) as f64;
+        slowest = Some(slowest.map_or(took, |s: f64| s.max(took)));
+    }
+    slowest
 }
 
 /// The `q` quantile of `waits` in seconds (0 when empty).
@@ -366,6 +475,10 @@ pub fn combine(cards: &[Scorecard]) -> Vec<Scores> {
                 max_sent_1s: rows.iter().map(|r| r.max_sent_1s).max().unwrap_or(0),
                 origin_limit_1s: rows[0].origin_limit_1s,
                 waiting_at_end: count(&|r| r.waiting_at_end),
+                late_share: all_some(&|r| r.late_share).map(|v| v.iter().sum::<f64>() / n),
+                late_429_share: mean(&|r| r.late_429_share),
+                after_first_429: rows.iter().map(|r| r.after_first_429).max().unwrap_or(0),
+                settle_s: all_some(&|r| r.settle_s).map(|v| v.into_iter().fold(0.0, f64::max)),
             }
         })
         .collect()
@@ -374,8 +487,8 @@ pub fn combine(cards: &[Scorecard]) -> Vec<Scores> {
 /// A Markdown table of `rows`.
 pub fn table(rows: &[Scores]) -> String {
     let mut out = String::from(
-        "| strategy | goodput /s | sent per 2xx | sent | 429s | 5xx | held | p50 wait s | p99 wait s | recovery s | Jain | most sent in 1 s (origin allows) | waiting at end |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| strategy | goodput /s | sent per 2xx | sent | 429s | 5xx | held | p50 wait s | p99 wait s | recovery s | Jain | most sent in 1 s (origin allows) | waiting at end | late share of origin | 429 share after 60 s | 429s after 1st answer | settle s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let per_2xx = r
@@ -384,8 +497,14 @@ pub fn table(rows: &[Scores]) -> String {
         let recovery = r
             .recovery_s
             .map_or_else(|| "–".to_string(), |v| format!("{v:.0}"));
+        let late = r
+            .late_share
+            .map_or_else(|| "–".to_string(), |v| format!("{:.1} %", 100.0 * v));
+        let settle = r
+            .settle_s
+            .map_or_else(|| "–".to_string(), |v| format!("{v:.0}"));
         out.push_str(&format!(
-            "| {} | {:.3} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {:.3} | {} ({}) | {} |\n",
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {:.3} | {} ({}) | {} | {} | {:.2} % | {} | {} |\n",
             r.strategy,
             r.goodput_per_s,
             per_2xx,
@@ -399,7 +518,11 @@ pub fn table(rows: &[Scores]) -> String {
             r.fairness,
             r.max_sent_1s,
             r.origin_limit_1s,
-            r.waiting_at_end
+            r.waiting_at_end,
+            late,
+            100.0 * r.late_429_share,
+            r.after_first_429,
+            settle
         ));
     }
     out

@@ -46,6 +46,18 @@ pub trait Strategy {
         status: i32,
         retry_after_ms: i64,
     ) -> Result<(), String>;
+    /// What the origin announced with that answer: `remaining` requests left until
+    /// `reset_ns` from now, before `in_flight` granted since. Only pacer reads it.
+    fn announced(
+        &mut self,
+        _now: u64,
+        _group: usize,
+        _remaining: u64,
+        _reset_ns: u64,
+        _in_flight: u64,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The pacer policy behind any ABI v1 engine: `next_delay`, the slot re-placed at its time
@@ -135,6 +147,32 @@ impl<E: Engine> Strategy for Paced<E> {
             0 => Ok(()),
             code => Err(format!(
                 "pacer_on_response returned {}: {}",
+                Decimal::from(code),
+                self.engine.last_error()
+            )),
+        }
+    }
+
+    fn announced(
+        &mut self,
+        now: u64,
+        group: usize,
+        remaining: u64,
+        reset_ns: u64,
+        in_flight: u64,
+    ) -> Result<(), String> {
+        if self.features & pacer::interface::FEATURE_ANNOUNCE == 0 {
+            return Ok(());
+        }
+        self.at(now);
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        match self.engine.announce(
+            group_arg(group),
+            [-1, clamp(remaining), clamp(reset_ns), clamp(in_flight)],
+        ) {
+            0 => Ok(()),
+            code => Err(format!(
+                "pacer_announce returned {}: {}",
                 Decimal::from(code),
                 self.engine.last_error()
             )),

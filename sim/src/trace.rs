@@ -26,6 +26,20 @@ pub fn arrivals(scenario: &Scenario) -> Vec<Arrival> {
         Pattern::Steady | Pattern::Herd => steady(scenario, end_ns),
         Pattern::Poisson => poisson(scenario, end_ns, &mut rng),
         Pattern::Bursts => bursts(scenario, end_ns),
+        // Each client's first request; the rest follow as each is served (see [`next_in_backlog`]).
+        Pattern::Backlog => (0..scenario.clients)
+            .map(|client| Arrival { at_ns: 0, client })
+            .collect(),
+    }
+}
+
+/// In the `backlog` pattern: `client`'s next request, its previous one (which arrived at
+/// `previous_ns`) served at `now`: at once, but at most `rate_per_client` a second.
+pub fn next_in_backlog(scenario: &Scenario, client: u32, previous_ns: u64, now: u64) -> Arrival {
+    let gap_ns = (NS_PER_S / scenario.rate_per_client) as u64;
+    Arrival {
+        at_ns: now.max(previous_ns.saturating_add(gap_ns)),
+        client,
     }
 }
 

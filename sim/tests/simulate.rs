@@ -358,6 +358,7 @@ fn every_scenario_field_round_trips_through_json() {
         cost: 2,
         latency_ms: 30,
         origin_schedule: vec![[0.0, 4.5], [300.0, 2.0]],
+        announce: true,
     };
     let json = serde_json::to_string(&scenario).expect("serializes");
     assert_eq!(Scenario::from_json(&json), Ok(scenario));

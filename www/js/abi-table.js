@@ -42,7 +42,8 @@ export const EXPORTS = [
   { name: 'pacer_cancel', params: ['i32', 'i32', 'i64'], results: ['i32'], feature: 8 },
   { name: 'pacer_set_rate', params: ['i32', 'i64'], results: ['i32'], feature: 16 },
   { name: 'pacer_pause', params: ['i32', 'i64'], results: ['i32'], feature: 32 },
-  { name: 'pacer_announce', params: ['i32', 'i64', 'i64', 'i64'], results: ['i32'], feature: 64 },
+  { name: 'pacer_announce', params: ['i32', 'i64', 'i64', 'i64', 'i64'], results: ['i32'], feature: 64 },
+  { name: 'pacer_rate_micro', params: ['i32'], results: ['i64'], feature: 128 },
 ];
 
 export const STATUS = {
