@@ -6,8 +6,9 @@
 //!   becomes `W_max` (lowered to `(1 + β) / 2` of it when it was below the previous `W_max`:
 //!   RFC 9438's fast convergence). Answers to requests already in flight at the cut, and
 //!   answers while the pause that cut began is in force, lower nothing more;
-//! - while successes flow and the bucket is saturated (under one token left: callers wait on
-//!   the rate, not the other way round), the rate grows along
+//! - while successes flow and the bucket is saturated (under one token left, so callers wait on
+//!   the rate, and no more than one burst of slots handed out ahead, so the successes come at
+//!   this rate, not an older one), the rate grows along
 //!   `W(t) = W_max · (1 + (1 − β) · (t/K − k)³)`, `t` the saturated time since the cut and `k`
 //!   placing `W(0)` at the rate after the cut: concave back up to `W_max`, flat around it, then
 //!   convex probing beyond. Never above `max_tokens_per_hour` (or a rate the host set);

@@ -150,6 +150,14 @@ impl Limiter {
         }
     }
 
+    /// True when callers wait on the rate at `now`: under one token is left, and the slots
+    /// handed out reach no further than one burst ahead (a deeper queue was granted at older
+    /// rates, so its successes say nothing of this one).
+    pub fn is_saturated(&self, now: Nanos) -> bool {
+        let ceiling = ticks(now) + self.quota.capacity();
+        self.tat + self.quota.interval() > ceiling && self.tat <= ceiling + self.quota.capacity()
+    }
+
     /// Whole tokens available now (0 while in debt).
     pub fn available(&self, now: Nanos) -> u32 {
         u32::try_from(self.available_milli(now).max(0) / 1000).unwrap_or(u32::MAX)

@@ -94,7 +94,7 @@ impl Slot {
             let saturated = self
                 .bucket
                 .as_ref()
-                .is_some_and(|bucket| bucket.available_milli(now) < 1000);
+                .is_some_and(|bucket| bucket.is_saturated(now));
             let next = adaptive.on_success(now, rate, saturated);
             next.filter(|_| self.announced_from.is_none())
         } else {

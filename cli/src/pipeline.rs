@@ -113,6 +113,9 @@ pub struct Summary {
     pub pool: PoolStats,
     /// Pressure levels seen (Low, Medium, High).
     pub pressure_seen: [bool; 3],
+    /// The limiter's rate at the end, tokens an hour: where adaptation or announcements
+    /// brought it (`None`: the module cannot say).
+    pub rate_at_end: Option<f64>,
 }
 
 /// A download could not run at all.
@@ -284,6 +287,7 @@ pub async fn run(
     summary.waited = Duration::from_nanos(run.waited_ns.load(Relaxed));
     summary.pool = run.pool.stats();
     summary.pressure_seen = *lock(&run.pressure_seen);
+    summary.rate_at_end = lock(&run.policy).rate(run.options.limiter)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

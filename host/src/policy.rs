@@ -90,6 +90,21 @@ impl Policy {
         Ok(())
     }
 
+    /// The rate `limiter` runs at now, tokens an hour: the configured one, or where a set
+    /// rate, an announcement or adaptation (ABI.md, Adaptive rates) moved it. `Ok(None)`: the
+    /// module has no `pacer_rate_micro` (bit 128).
+    pub fn rate(&mut self, limiter: u32) -> Result<Option<f64>, HostError> {
+        if self.exports.rate_micro.is_none() {
+            return Ok(None);
+        }
+        let micro = self.decide(
+            "pacer_rate_micro",
+            |e| e.rate_micro.as_ref().expect("bound: checked above"),
+            arg(limiter),
+        )?;
+        Ok(Some(micro as f64 / 1e6))
+    }
+
     fn set_rate_micro(&mut self, limiter: u32, micro: i64) -> Result<(), HostError> {
         if self.exports.set_rate.is_none() {
             return Err(unsupported("pacer_set_rate", "16"));

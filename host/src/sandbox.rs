@@ -553,6 +553,8 @@ pub(crate) struct Exports {
     pub pause: Option<TypedFunc<(i32, i64), i32>>,
     /// `pacer_announce` (feature bit 64).
     pub announce: Option<TypedFunc<(i32, i64, i64, i64, i64), i32>>,
+    /// `pacer_rate_micro` (feature bit 128).
+    pub rate_micro: Option<TypedFunc<i32, i64>>,
 }
 
 impl Exports {
@@ -612,6 +614,7 @@ impl Exports {
             set_rate: optional!("pacer_set_rate"),
             pause: optional!("pacer_pause"),
             announce: optional!("pacer_announce"),
+            rate_micro: optional!("pacer_rate_micro"),
         })
     }
 }

@@ -242,7 +242,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
         }
         None if origin.is_some() => embedded_config(&args.embedded),
-        None => r#"{"limiters":[{"name":"origin","tokens_per_hour":90,"burst":3}]}"#.to_string(),
+        None => FOREIGN_CONFIG.to_string(),
     };
     let sandbox = Runtime::new(SandboxOptions {
         cache_dir: crate::cache_dir(),
@@ -297,6 +297,15 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             module_path.display(),
             args.workers
         );
+        if args.config.is_none() && origin.is_none() {
+            say!(
+                "  no --config: learning the origin's limit from its 429s and RateLimit headers, \
+                 starting at {}/s, between a floor of {}/min and a ceiling of {}/s",
+                FOREIGN_START_PER_HOUR / 3600.0,
+                FOREIGN_FLOOR_PER_HOUR / 60.0,
+                FOREIGN_CEILING_PER_HOUR / 3600.0
+            );
+        }
         if let (Some(group), Some(url)) = (&group, &args.shared) {
             say!(
                 "  sharing limits and work with group {:?} on {url} as {} (at most {} hosts)",
@@ -375,6 +384,15 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         Err(format!("{} file(s) failed", summary.failed.len()))
     }
 }
+
+/// Against an origin nobody configured: 10 requests a second to start, a one-second burst
+/// starting half full, and the rate adaptive between one a minute and 100 a second (ABI.md,
+/// Adaptive rates), with jitter under the starting interval.
+const FOREIGN_CONFIG: &str = r#"{"limiters":[{"name":"origin","tokens_per_hour":36000,"burst":10,"adaptive":{"min_tokens_per_hour":60,"max_tokens_per_hour":360000}}],"jitter":{"strategy":"adaptive","max_ms":100}}"#;
+/// [`FOREIGN_CONFIG`]'s starting rate, floor and ceiling (a test holds them to it).
+const FOREIGN_START_PER_HOUR: f64 = 36_000.0;
+const FOREIGN_FLOOR_PER_HOUR: f64 = 60.0;
+const FOREIGN_CEILING_PER_HOUR: f64 = 360_000.0;
 
 /// The policy for the embedded origin: its quota and burst, starting half full, with jitter
 /// under one interval so paced requests never bunch past the origin's burst.
@@ -485,6 +503,12 @@ fn print_summary(
         format!("{} ({:.3}/s{allowed})", summary.requests, rate(summary)),
     );
     row("429s", summary.throttled.to_string());
+    if let Some(rate) = summary.rate_at_end {
+        row(
+            "rate at the end",
+            format!("{:.3}/s (the policy's, after adaptation)", rate / 3600.0),
+        );
+    }
     row("retries", summary.retries.to_string());
     row(
         "time waited",
@@ -538,6 +562,7 @@ fn summary_json(
         "requests": summary.requests, "requests_per_second": rate(summary),
         "allowed_per_second": allowed_per_hour.map(|a| a / 3600.0),
         "throttled": summary.throttled, "retries": summary.retries,
+        "rate_per_second_at_end": summary.rate_at_end.map(|r| r / 3600.0),
         "waited_seconds": summary.waited.as_secs_f64(),
         "pool": { "rents": summary.pool.rents, "hits": summary.pool.hits, "allocations": summary.pool.allocations,
                   "drops": summary.pool.drops, "trims": summary.pool.trims, "high_water": summary.pool.high_water,
@@ -581,4 +606,19 @@ pub fn origin(args: &OriginArgs, port: u16) -> Result<(), String> {
         }
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_foreign_config_is_adaptive_between_the_printed_floor_and_ceiling() {
+        let config = pacer::Config::from_json(FOREIGN_CONFIG).expect("valid");
+        let limiter = &config.limiters[0];
+        let adaptive = limiter.adaptive.expect("adaptive");
+        assert_eq!(limiter.tokens_per_hour, FOREIGN_START_PER_HOUR);
+        assert_eq!(adaptive.min_tokens_per_hour, FOREIGN_FLOOR_PER_HOUR);
+        assert_eq!(adaptive.max_tokens_per_hour, FOREIGN_CEILING_PER_HOUR);
+    }
 }
