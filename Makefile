@@ -65,7 +65,8 @@ WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version 
 WWW_RAW := target/www/$(WASM_TARGET)/www/pacer_www.wasm
 # -Oz to a fixed point, and no data below 1 KiB (Rust's stack starts at 1 MiB and grows
 # down; its data sits above): 0.9 KB smaller than -Os, the same speed (BENCHMARKS.md).
-WWW_OPT := -Oz --converge --low-memory-unused --strip-target-features
+WWW_OPT := --flatten --rereloop -Oz --merge-similar-functions --monomorphize --converge --low-memory-unused \
+	--strip-target-features
 www: www/pkg/pacer_www_bg.wasm www/vendor/uPlot.esm.js
 www/pkg/pacer_www_bg.wasm: node_modules/.installed $(shell find src sim/src www/src -name '*.rs') \
 		Cargo.toml Cargo.lock sim/Cargo.toml www/Cargo.toml scripts/short-imports.mjs \

@@ -17,7 +17,7 @@ use crate::decimal::Decimal;
 use crate::error::ConfigError;
 use crate::jitter::{Jitter, Strategy};
 use crate::pressure::Thresholds;
-use crate::quota::{DEFAULT_INITIAL, MAX_BURST, Quota};
+use crate::quota::{DEFAULT_INITIAL, MAX_BURST, Quota, RATE_RANGE, is_valid_rate};
 
 /// The largest seed: every integer up to 2^53 survives a trip through a JSON double.
 pub const MAX_SEED: u64 = 1 << 53;
@@ -240,10 +240,11 @@ impl Config {
             let quota = limiter
                 .quota()
                 .map_err(|e| ConfigError::new(at(&e.path), e.message))?;
-            if let Some(adaptive) = &limiter.adaptive {
-                check_adaptive(adaptive, limiter.tokens_per_hour).map_err(|e| {
-                    ConfigError::new(at(&format!("adaptive.{}", e.path)), e.message)
-                })?;
+            if let Some((field, message)) = limiter
+                .adaptive
+                .and_then(|adaptive| adaptive_error(&adaptive, limiter.tokens_per_hour))
+            {
+                return Err(ConfigError::new(at(field), message));
             }
             quotas.push(quota);
         }
@@ -482,10 +483,6 @@ fn parse_limiter(value: &Value, path: String) -> Result<LimiterConfig, ConfigErr
         "adaptive",
         &["min_tokens_per_hour", "max_tokens_per_hour", "on_503"],
     )? {
-        let required = |field: &str| match adaptive.get(field) {
-            None => Err(ConfigError::new(adaptive.at(field), "is required")),
-            Some(_) => adaptive.number(field, 0.0),
-        };
         let on_503 = match adaptive.get("on_503") {
             None => false,
             Some(Value::Bool(on)) => *on,
@@ -496,34 +493,42 @@ fn parse_limiter(value: &Value, path: String) -> Result<LimiterConfig, ConfigErr
                 ));
             }
         };
+        // A bound left out reads as NaN, which `compile` reports as required.
         limiter.adaptive = Some(AdaptiveConfig {
-            min_tokens_per_hour: required("min_tokens_per_hour")?,
-            max_tokens_per_hour: required("max_tokens_per_hour")?,
+            min_tokens_per_hour: adaptive.number("min_tokens_per_hour", f64::NAN)?,
+            max_tokens_per_hour: adaptive.number("max_tokens_per_hour", f64::NAN)?,
             on_503,
         });
     }
     Ok(limiter)
 }
 
-/// An adaptive section's bounds: each a valid rate, `min <= tokens_per_hour <= max`.
-fn check_adaptive(adaptive: &AdaptiveConfig, tokens_per_hour: f64) -> Result<(), ConfigError> {
-    for (field, rate) in [
-        ("min_tokens_per_hour", adaptive.min_tokens_per_hour),
-        ("max_tokens_per_hour", adaptive.max_tokens_per_hour),
-    ] {
-        Quota::per_hour(rate).map_err(|e| ConfigError::new(field, e.message))?;
+/// What is wrong with an adaptive section, if anything (its field under the limiter, and
+/// why): each bound a valid rate, and `min <= tokens_per_hour <= max`.
+fn adaptive_error(
+    adaptive: &AdaptiveConfig,
+    tokens_per_hour: f64,
+) -> Option<(&'static str, &'static str)> {
+    const MIN: &str = "adaptive.min_tokens_per_hour";
+    const MAX: &str = "adaptive.max_tokens_per_hour";
+    let (min, max) = (adaptive.min_tokens_per_hour, adaptive.max_tokens_per_hour);
+    if min.is_nan() {
+        return Some((MIN, "is required"));
     }
-    if adaptive.min_tokens_per_hour > tokens_per_hour {
-        return Err(ConfigError::new(
-            "min_tokens_per_hour",
-            "must not be above the limiter's tokens_per_hour",
-        ));
+    if max.is_nan() {
+        return Some((MAX, "is required"));
     }
-    if adaptive.max_tokens_per_hour < tokens_per_hour {
-        return Err(ConfigError::new(
-            "max_tokens_per_hour",
-            "must not be below the limiter's tokens_per_hour",
-        ));
+    if !is_valid_rate(min) {
+        return Some((MIN, RATE_RANGE));
     }
-    Ok(())
+    if !is_valid_rate(max) {
+        return Some((MAX, RATE_RANGE));
+    }
+    if min > tokens_per_hour {
+        return Some((MIN, "must not be above the limiter's tokens_per_hour"));
+    }
+    if max < tokens_per_hour {
+        return Some((MAX, "must not be below the limiter's tokens_per_hour"));
+    }
+    None
 }

@@ -100,15 +100,21 @@ pub const MAX_BURST: u32 = i32::MAX as u32;
 /// The bucket's fill when first touched, as a fraction of burst, unless configured.
 pub const DEFAULT_INITIAL: f64 = 0.5;
 
+/// What is wrong with a rate outside the accepted range.
+pub(crate) const RATE_RANGE: &str =
+    "must be a number from 0.0001 (about one a year) to 3.6e12 (one per ns)";
+
 /// Refuses a rate outside 0.0001 to 3.6e12 tokens an hour.
 fn check_rate(tokens_per_hour: f64) -> Result<(), ConfigError> {
-    if (MIN_TOKENS_PER_HOUR..=MAX_TOKENS_PER_HOUR).contains(&tokens_per_hour) {
+    if is_valid_rate(tokens_per_hour) {
         return Ok(());
     }
-    Err(ConfigError::new(
-        "tokens_per_hour",
-        "must be a number from 0.0001 (about one a year) to 3.6e12 (one per ns)",
-    ))
+    Err(ConfigError::new("tokens_per_hour", RATE_RANGE))
+}
+
+/// Whether `tokens_per_hour` is in 0.0001 to 3.6e12 (not NaN).
+pub(crate) fn is_valid_rate(tokens_per_hour: f64) -> bool {
+    (MIN_TOKENS_PER_HOUR..=MAX_TOKENS_PER_HOUR).contains(&tokens_per_hour)
 }
 
 /// A validated rate limit: tokens per hour, bucket capacity, initial fill.

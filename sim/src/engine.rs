@@ -52,6 +52,7 @@ pub trait Engine {
     fn on_response(&mut self, limiter: i32, status: i32, retry_after_ms: i64) -> i32;
     /// `pacer_announce` (feature bit 64): `[limit, remaining, reset_ns, in_flight]`; without
     /// it an announcement is not heard (`0`).
+    #[cfg(feature = "goals")]
     fn announce(&mut self, _limiter: i32, _announced: [i64; 4]) -> i32 {
         0
     }
@@ -163,6 +164,7 @@ impl Engine for CoreEngine {
         self.0
             .on_response_sent(limiter, status, retry_after_ms, sent_at_ns)
     }
+    #[cfg(feature = "goals")]
     fn announce(&mut self, limiter: i32, [limit, remaining, reset_ns, in_flight]: [i64; 4]) -> i32 {
         self.0
             .announce(limiter, limit, remaining, reset_ns, in_flight)
@@ -221,6 +223,7 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     ) -> i32 {
         (**self).on_response_sent(limiter, status, retry_after_ms, sent_at_ns)
     }
+    #[cfg(feature = "goals")]
     fn announce(&mut self, limiter: i32, announced: [i64; 4]) -> i32 {
         (**self).announce(limiter, announced)
     }

@@ -60,6 +60,8 @@ pub struct Series {
     pub pool_target: Vec<i32>,
     /// Memory in use, fraction of the limit (`null` = unknown).
     pub memory: Vec<Option<f64>>,
+    /// Limiter 0's rate, tokens a second (`None`: the module cannot say).
+    pub rate_per_s: Vec<Option<f64>>,
 }
 
 /// Counts of values falling between consecutive edges (the last bucket is open-ended).

@@ -255,6 +255,12 @@ impl Scenario {
         if self.pattern == Pattern::Herd && self.outage_start_s >= self.outage_end_s {
             return Err(invalid("outage_end_s", "must be after outage_start_s"));
         }
+        if self.announce && !cfg!(feature = "goals") {
+            return Err(invalid(
+                "announce",
+                "not in this build (pacer simulate has it)",
+            ));
+        }
         self.validate_memory()?;
         self.validate_schedule()?;
         if self.cost == 0 {
@@ -342,18 +348,23 @@ impl Scenario {
 
     /// Memory in use at `t_ns` as a fraction of the limit (`None` = unknown).
     pub fn memory_at(&self, t_ns: u64) -> Option<f64> {
-        let (first, last) = (self.memory.first()?, self.memory.last()?);
-        let t = t_ns as f64 / 1e9;
-        if t <= first[0] {
-            return Some(first[1]);
-        }
-        if t >= last[0] {
-            return Some(last[1]);
-        }
-        let after = self.memory.iter().position(|p| p[0] > t)?;
-        let ([t0, f0], [t1, f1]) = (self.memory[after - 1], self.memory[after]);
-        Some(f0 + (f1 - f0) * (t - t0) / (t1 - t0))
+        memory_at(&self.memory, t_ns)
     }
+}
+
+/// A memory curve's value at `t_ns` (linear between its points; `None` when empty).
+pub fn memory_at(memory: &[[f64; 2]], t_ns: u64) -> Option<f64> {
+    let (first, last) = (memory.first()?, memory.last()?);
+    let t = t_ns as f64 / 1e9;
+    if t <= first[0] {
+        return Some(first[1]);
+    }
+    if t >= last[0] {
+        return Some(last[1]);
+    }
+    let after = memory.iter().position(|p| p[0] > t)?;
+    let ([t0, f0], [t1, f1]) = (memory[after - 1], memory[after]);
+    Some(f0 + (f1 - f0) * (t - t0) / (t1 - t0))
 }
 
 /// The fields of a scenario's JSON.

@@ -6,27 +6,18 @@
 //! again (a caller that must get its request served). Clients of group `g` (client `i` is in
 //! group `i % limiters`) share strategy state; see [`crate::strategy`].
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use serde::Serialize;
 
 use crate::engine::{CoreEngine, Engine};
-use crate::origin::{Answer, Origin};
-use crate::run::entropy_for;
+use crate::run::{Simulation, entropy_for};
 use crate::scenario::{Pattern, Scenario};
-use crate::strategy::{
-    AwsAdaptive, Paced, PlainBucket, Plan, SreThrottle, StandardRetry, Strategy,
-};
-use crate::trace::{arrivals, next_in_backlog};
+use crate::strategy::{AwsAdaptive, Paced, PlainBucket, SreThrottle, StandardRetry, Strategy};
 
 const NS_PER_S: u64 = 1_000_000_000;
 /// The window over which recovery is judged, seconds.
 pub const RECOVERY_WINDOW_S: u64 = 10;
 /// The share of the achievable rate that counts as recovered.
 pub const RECOVERED_SHARE: f64 = 0.95;
-/// Shortest wait before asking again after a hold (guards against a strategy answering 0).
-const MIN_RETRY_NS: u64 = 1_000_000;
 
 /// The strategies of a scorecard, in table order.
 pub const STRATEGIES: [&str; 5] = [
@@ -84,8 +75,7 @@ pub struct Scores {
 
 /// The span at the end of a run whose goodput is compared with the origin's rate, seconds.
 pub const LATE_WINDOW_S: u64 = 300;
-/// The start of a run not judged for 429s, seconds.
-pub const SETTLING_S: u64 = 60;
+pub use crate::run::SETTLING_S;
 /// The window of the average judged after a rate change, seconds.
 pub const SETTLE_WINDOW_S: usize = 30;
 /// How close that average must come to the new rate.
@@ -132,209 +122,85 @@ pub fn scorecard_with<E: Engine>(scenario: &Scenario, engine: E) -> Result<Score
         .map(|l| l.tokens_per_hour / 3600.0)
         .sum();
     let mut rows = Vec::with_capacity(STRATEGIES.len());
-    let mut strategies: Vec<(Box<dyn Strategy + '_>, Option<f64>)> = vec![
-        (
-            Box::new(Paced::new(engine, scenario.cost)),
-            Some(quota_per_s),
-        ),
-        (Box::new(StandardRetry::new(scenario.seed)), None),
-        (Box::new(AwsAdaptive::new(groups, scenario.seed)), None),
-        (Box::new(SreThrottle::new(groups, scenario.seed)), None),
-        (Box::new(PlainBucket::new(&config)?), Some(quota_per_s)),
-    ];
-    for ((strategy, quota), name) in strategies.iter_mut().zip(STRATEGIES) {
-        let mut scores =
-            run(scenario, strategy.as_mut(), groups, *quota).map_err(|e| format!("{name}: {e}"))?;
+    // Each in table order, run as soon as it is built.
+    let mut next = |strategy: Box<dyn Strategy + '_>, quota| -> Result<(), String> {
+        let name = STRATEGIES[rows.len()];
+        let mut scores = run(scenario, strategy, quota).map_err(|e| format!("{name}: {e}"))?;
         scores.strategy = name.to_string();
         rows.push(scores);
-    }
+        Ok(())
+    };
+    next(
+        Box::new(Paced::new(engine, scenario.cost)),
+        Some(quota_per_s),
+    )?;
+    next(Box::new(StandardRetry::new(scenario.seed)), None)?;
+    next(Box::new(AwsAdaptive::new(groups, scenario.seed)), None)?;
+    next(Box::new(SreThrottle::new(groups, scenario.seed)), None)?;
+    next(Box::new(PlainBucket::new(&config)?), Some(quota_per_s))?;
     Ok(Scorecard {
         seed: scenario.seed,
         rows,
     })
 }
 
-/// What an event does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Step {
-    Plan,
-    Send,
-    /// The answer, and what the origin announced with it: `remaining`, `reset_ns`, and the
-    /// request's place among all sends.
-    Answer(Answer, Option<(u64, u64, usize)>),
-}
-
-/// One strategy through the scenario.
+/// One strategy through the scenario, in the shared event loop ([`Simulation`]).
 fn run(
     scenario: &Scenario,
-    strategy: &mut dyn Strategy,
-    groups: usize,
+    strategy: Box<dyn Strategy + '_>,
     quota_per_s: Option<f64>,
 ) -> Result<Scores, String> {
-    let mut trace = arrivals(scenario);
-    let backlog = scenario.pattern == Pattern::Backlog;
-    let mut origin = Origin::new(scenario).map_err(|e| e.to_string())?;
-    let end_ns = u64::from(scenario.duration_s) * NS_PER_S;
-    let latency_ns = u64::from(scenario.latency_ms) * 1_000_000;
-    let seconds = scenario.duration_s as usize;
-    let mut attempts = vec![0u32; trace.len()];
-    let mut served_per_s = vec![0u64; seconds + 1];
-    let mut arrived_per_s = vec![0u64; seconds + 1];
-    let mut served_by_client = vec![0u64; scenario.clients as usize];
-    let mut arrived_by_client = vec![0u64; scenario.clients as usize];
-    let mut waits = Vec::with_capacity(trace.len());
-    let mut sends = Vec::with_capacity(trace.len());
-    let (mut rejected_429, mut failed_5xx, mut held) = (0, 0, 0);
-    let settling_ns = SETTLING_S * NS_PER_S;
-    let (mut late_answers, mut late_429, mut after_first_429) = (0u64, 0u64, 0u64);
-    let mut first_answer_ns = None;
-    // Slots handed out and not yet sent (or given up).
-    let mut slots_out = 0u64;
-    let mut pending: BinaryHeap<Reverse<(u64, u32, Step)>> = trace
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Reverse((a.at_ns, i as u32, Step::Plan)))
-        .collect();
-    for arrival in &trace {
-        arrived_per_s[(arrival.at_ns / NS_PER_S) as usize] += 1;
-        arrived_by_client[arrival.client as usize] += 1;
-    }
-    let max_events =
-        256 * (trace.len() as u64).max(scenario.expected_requests() as u64) + 1_000_000;
-    let mut events = 0u64;
-    while let Some(Reverse((now, request, step))) = pending.pop() {
-        if now >= end_ns {
-            pending.push(Reverse((now, request, step)));
-            break;
-        }
-        events += 1;
-        if events > max_events {
-            return Err("requests went round without time reaching the end".into());
-        }
-        let arrival = trace[request as usize];
-        let group = arrival.client as usize % groups.max(1);
-        if let Step::Answer(..) = step {
-            first_answer_ns.get_or_insert(now);
-        }
-        let plan = match step {
-            Step::Plan => Some(strategy.plan(now, group, attempts[request as usize])?),
-            Step::Send => match strategy.recheck(now, group)? {
-                Plan::Send { delay_ns: 0 } => {
-                    let answer = origin.handle(now);
-                    let place = sends.len();
-                    let announced = if scenario.announce {
-                        origin
-                            .announcement(now)
-                            .map(|(left, reset)| (left, reset, place))
-                    } else {
-                        None
-                    };
-                    sends.push(now);
-                    slots_out -= 1;
-                    let step = Step::Answer(answer, announced);
-                    pending.push(Reverse((now + latency_ns, request, step)));
-                    None
-                }
-                other => Some(other),
-            },
-            Step::Answer(answer, announced) => {
-                let sent_at = now - latency_ns;
-                strategy.on_response(
-                    now,
-                    group,
-                    sent_at,
-                    answer.status(),
-                    answer.retry_after_ms(),
-                )?;
-                if let Some((remaining, reset_ns, place)) = announced {
-                    // The origin counted this request, not those sent after it nor the slots
-                    // handed out and still waiting: the host says how many.
-                    let in_flight = (sends.len() - place - 1) as u64 + slots_out;
-                    strategy.announced(now, group, remaining, reset_ns, in_flight)?;
-                }
-                let too_many = matches!(answer, Answer::TooMany { .. });
-                if sent_at >= settling_ns {
-                    late_answers += 1;
-                    late_429 += u64::from(too_many);
-                }
-                if too_many && first_answer_ns.is_some_and(|first| sent_at > first) {
-                    after_first_429 += 1;
-                }
-                match answer {
-                    Answer::Served => {
-                        served_per_s[(now / NS_PER_S) as usize] += 1;
-                        served_by_client[arrival.client as usize] += 1;
-                        waits.push(now - arrival.at_ns);
-                        if backlog {
-                            let next =
-                                next_in_backlog(scenario, arrival.client, arrival.at_ns, now);
-                            if next.at_ns < end_ns {
-                                arrived_per_s[(next.at_ns / NS_PER_S) as usize] += 1;
-                                arrived_by_client[next.client as usize] += 1;
-                                let id = trace.len() as u32;
-                                trace.push(next);
-                                attempts.push(0);
-                                pending.push(Reverse((next.at_ns, id, Step::Plan)));
-                            }
-                        }
-                    }
-                    Answer::TooMany { .. } => rejected_429 += 1,
-                    Answer::Unavailable => failed_5xx += 1,
-                }
-                if answer != Answer::Served {
-                    attempts[request as usize] += 1;
-                    pending.push(Reverse((now, request, Step::Plan)));
-                }
-                None
-            }
-        };
-        match plan {
-            None => {}
-            Some(Plan::Send { delay_ns }) => {
-                if step == Step::Plan {
-                    slots_out += 1;
-                }
-                pending.push(Reverse((now.saturating_add(delay_ns), request, Step::Send)));
-            }
-            Some(Plan::Hold { retry_in_ns }) => {
-                if step == Step::Send {
-                    slots_out -= 1;
-                }
-                held += 1;
-                attempts[request as usize] += 1;
-                let at = now.saturating_add(retry_in_ns.max(MIN_RETRY_NS));
-                pending.push(Reverse((at, request, Step::Plan)));
-            }
-        }
-    }
+    let mut simulation =
+        Simulation::with_strategy(scenario.clone(), strategy, false).map_err(|e| e.0)?;
+    simulation.run_to_end().map_err(|e| e.0)?;
+    let waiting_at_end = simulation.waiting();
+    let tally = simulation.into_tally();
+    let mut waits = tally.waits_ns;
     let served = waits.len() as u64;
-    let waiting_at_end = trace.len() as u64 - served;
+    let seconds = scenario.duration_s as usize;
     let rates: Vec<f64> = (0..=seconds)
         .map(|s| scenario.origin_rate_at(s as u64 * NS_PER_S))
         .collect();
     let origin_limit_1s =
         rates.iter().copied().fold(0.0, f64::max) + f64::from(scenario.origin_burst);
+    let (rejected_429, failed_5xx) = (tally.rejected_429, tally.failed_5xx);
     Ok(Scores {
         strategy: String::new(),
         goodput_per_s: served as f64 / f64::from(scenario.duration_s),
         sent_per_success: (served > 0)
             .then(|| (served + rejected_429 + failed_5xx) as f64 / served as f64),
-        sent: sends.len() as u64,
+        sent: tally.sends.len() as u64,
         rejected_429,
         failed_5xx,
-        held,
+        held: tally.held,
         wait_p50_s: percentile_s(&mut waits, 0.50),
         wait_p99_s: percentile_s(&mut waits, 0.99),
-        recovery_s: recovery_s(scenario, &served_per_s, &arrived_per_s, &rates, quota_per_s),
-        fairness: jain(&served_by_client, &arrived_by_client),
-        max_sent_1s: max_in_window(&sends, NS_PER_S),
+        recovery_s: recovery_s(
+            scenario,
+            &tally.served_per_s,
+            &tally.arrived_per_s,
+            &rates,
+            quota_per_s,
+        ),
+        fairness: jain(&tally.served_by_client, &tally.arrived_by_client),
+        max_sent_1s: max_in_window(&tally.sends, NS_PER_S),
         origin_limit_1s,
         waiting_at_end,
-        late_share: late_share(&served_per_s, &rates),
-        late_429_share: late_429 as f64 / late_answers.max(1) as f64,
-        after_first_429,
-        settle_s: settle_s(scenario, &served_per_s, &rates),
+        late_share: goals(|| late_share(&tally.served_per_s, &rates)),
+        late_429_share: goals(|| Some(tally.late_429 as f64 / tally.late_answers.max(1) as f64))
+            .unwrap_or(0.0),
+        after_first_429: tally.after_first_429,
+        settle_s: goals(|| settle_s(scenario, &tally.served_per_s, &rates)),
     })
+}
+
+/// `column()` where the build has the goals' columns (feature `goals`), else `None`.
+fn goals(column: impl FnOnce() -> Option<f64>) -> Option<f64> {
+    if cfg!(feature = "goals") {
+        column()
+    } else {
+        None
+    }
 }
 
 /// 2xx a second over the last [`LATE_WINDOW_S`] (or third of the run) over the origin's rate.

@@ -46,8 +46,18 @@ pub trait Strategy {
         status: i32,
         retry_after_ms: i64,
     ) -> Result<(), String>;
+    /// The policy's gauges at `now`, for the page's charts; only pacer has them.
+    fn probe(&mut self, _now: u64, _max_buffers: i32) -> Probe {
+        Probe::default()
+    }
+    /// A draw of the policy's jitter at `utilization_ppm`, for the page's jitter chart; only
+    /// pacer has one (others draw 0).
+    fn jitter_ns(&mut self, _base_ns: i64, _utilization_ppm: i32) -> Result<u64, String> {
+        Ok(0)
+    }
     /// What the origin announced with that answer: `remaining` requests left until
     /// `reset_ns` from now, before `in_flight` granted since. Only pacer reads it.
+    #[cfg(feature = "goals")]
     fn announced(
         &mut self,
         _now: u64,
@@ -60,6 +70,24 @@ pub trait Strategy {
     }
 }
 
+/// The policy's gauges at a moment (see [`Strategy::probe`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Probe {
+    /// Tokens in limiter 0's bucket (negative in debt).
+    pub tokens: f64,
+    /// The pressure level, 0 to 2.
+    pub pressure: i32,
+    /// Idle buffers the pool should keep.
+    pub pool_target: i32,
+    /// Limiter 0's rate, tokens an hour (`None`: the module cannot say).
+    pub rate_per_hour: Option<f64>,
+    /// Memory in use as a fraction of the limit, as the policy read it (`None`: unknown).
+    pub memory: Option<f64>,
+}
+
+/// The memory limit the policy reads; a scenario's memory curve is a fraction of it.
+pub const MEMORY_LIMIT_BYTES: i64 = 1 << 30;
+
 /// The pacer policy behind any ABI v1 engine: `next_delay`, the slot re-placed at its time
 /// (feature bit 1), and responses with their send time (feature bit 2).
 #[derive(Debug)]
@@ -67,25 +95,52 @@ pub struct Paced<E> {
     engine: E,
     features: i32,
     cost: i32,
+    base_ns: i64,
+    /// Memory in use over time (fractions of [`MEMORY_LIMIT_BYTES`]); empty = unknown.
+    memory: Vec<[f64; 2]>,
 }
 
 impl<E: Engine> Paced<E> {
-    /// `engine`, configured already.
-    pub fn new(mut engine: E, cost: u32) -> Self {
+    /// `engine`, configured already; no jitter base, memory unknown (the scorecard's pacer).
+    pub fn new(engine: E, cost: u32) -> Self {
+        Paced::with(engine, cost, 0, Vec::new())
+    }
+
+    /// `engine`, configured already, asking with `base_ms` of jitter base and reading the
+    /// `memory` curve (the page's simulation).
+    pub fn with(mut engine: E, cost: u32, base_ms: u32, memory: Vec<[f64; 2]>) -> Self {
         let features = engine.features();
         Paced {
             engine,
             features,
             cost: i32::try_from(cost).unwrap_or(i32::MAX),
+            base_ns: i64::from(base_ms) * 1_000_000,
+            memory,
         }
     }
 
     fn at(&mut self, now: u64) {
+        let memory_used = match crate::scenario::memory_at(&self.memory, now) {
+            Some(fraction) => (fraction * MEMORY_LIMIT_BYTES as f64) as i64,
+            None => -1,
+        };
         self.engine.set_reading(crate::engine::Reading {
             now_ns: now,
-            memory_used: -1,
-            memory_limit: -1,
+            memory_used,
+            memory_limit: MEMORY_LIMIT_BYTES,
         });
+    }
+
+    /// A failed call's message: the engine's trap, or its code and last error.
+    fn failed(&mut self, export: &str, code: i64) -> String {
+        if let Some(trap) = self.engine.trap() {
+            return format!("pacer_{export} trapped: {trap}");
+        }
+        format!(
+            "pacer_{export} returned {}: {}",
+            Decimal::from(code),
+            self.engine.last_error()
+        )
     }
 
     fn schedule(&mut self, code: i64, group: i32, export: &str) -> Result<Plan, String> {
@@ -96,11 +151,7 @@ impl<E: Engine> Paced<E> {
             CIRCUIT_OPEN => Ok(Plan::Hold {
                 retry_in_ns: self.engine.retry_in_ns(group).max(0) as u64,
             }),
-            code => Err(format!(
-                "pacer_{export} returned {}: {}",
-                Decimal::from(code),
-                self.engine.last_error()
-            )),
+            code => Err(self.failed(export, code)),
         }
     }
 }
@@ -113,7 +164,7 @@ impl<E: Engine> Strategy for Paced<E> {
     fn plan(&mut self, now: u64, group: usize, _attempt: u32) -> Result<Plan, String> {
         self.at(now);
         let group = group_arg(group);
-        let code = self.engine.next_delay_ns(group, self.cost, 0);
+        let code = self.engine.next_delay_ns(group, self.cost, self.base_ns);
         self.schedule(code, group, "next_delay_ns")
     }
 
@@ -145,14 +196,30 @@ impl<E: Engine> Strategy for Paced<E> {
         };
         match code {
             0 => Ok(()),
-            code => Err(format!(
-                "pacer_on_response returned {}: {}",
-                Decimal::from(code),
-                self.engine.last_error()
-            )),
+            code => Err(self.failed("on_response", i64::from(code))),
         }
     }
 
+    fn probe(&mut self, now: u64, max_buffers: i32) -> Probe {
+        self.at(now);
+        let rate = self.engine.rate_micro(0);
+        Probe {
+            memory: crate::scenario::memory_at(&self.memory, now),
+            tokens: self.engine.available_milli(0) as f64 / 1000.0,
+            pressure: self.engine.pressure(),
+            pool_target: self.engine.pool_target(max_buffers),
+            rate_per_hour: (rate >= 0).then(|| rate as f64 / 1e6),
+        }
+    }
+
+    fn jitter_ns(&mut self, base_ns: i64, utilization_ppm: i32) -> Result<u64, String> {
+        match self.engine.jitter_ns(base_ns, utilization_ppm) {
+            draw @ 0.. => Ok(draw as u64),
+            code => Err(self.failed("jitter_ns", code)),
+        }
+    }
+
+    #[cfg(feature = "goals")]
     fn announced(
         &mut self,
         now: u64,
@@ -171,11 +238,7 @@ impl<E: Engine> Strategy for Paced<E> {
             [-1, clamp(remaining), clamp(reset_ns), clamp(in_flight)],
         ) {
             0 => Ok(()),
-            code => Err(format!(
-                "pacer_announce returned {}: {}",
-                Decimal::from(code),
-                self.engine.last_error()
-            )),
+            code => Err(self.failed("announce", i64::from(code))),
         }
     }
 }

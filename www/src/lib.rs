@@ -20,7 +20,7 @@ pub use user_module::AbiModule;
 /// A simulation the page runs in batches between frames.
 #[wasm_bindgen]
 pub struct Simulator {
-    simulation: Simulation<Box<dyn Engine>>,
+    simulation: Simulation<'static>,
 }
 
 #[wasm_bindgen]

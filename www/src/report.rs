@@ -60,13 +60,17 @@ fn series(s: &Series) -> Object {
     set(&object, "waiting", counts(&s.waiting));
     set(&object, "pressure", numbers(&s.pressure, f64::from));
     set(&object, "pool_target", numbers(&s.pool_target, f64::from));
-    let memory: Array = s
-        .memory
+    set(&object, "memory", optional(&s.memory));
+    set(&object, "rate_per_s", optional(&s.rate_per_s));
+    object
+}
+
+/// Numbers, `null` where unknown.
+fn optional(values: &[Option<f64>]) -> Array {
+    values
         .iter()
         .map(|m| m.map_or(JsValue::NULL, JsValue::from_f64))
-        .collect();
-    set(&object, "memory", memory);
-    object
+        .collect()
 }
 
 fn histogram(h: &Histogram) -> Object {
