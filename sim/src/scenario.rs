@@ -176,7 +176,7 @@ impl Scenario {
                     "",
                     format!(
                         "unknown field `{name}` (expected {})",
-                        json::comma_list(&FIELDS)
+                        json::comma_list(FIELDS)
                     ),
                 ));
             };
@@ -198,6 +198,7 @@ impl Scenario {
                 12 => s.base_ms = whole(value, field)?,
                 13 => s.cost = whole(value, field)?,
                 14 => s.latency_ms = whole(value, field)?,
+                #[cfg(feature = "goals")]
                 16 => {
                     s.announce = match value {
                         Value::Bool(on) => *on,
@@ -254,12 +255,6 @@ impl Scenario {
         }
         if self.pattern == Pattern::Herd && self.outage_start_s >= self.outage_end_s {
             return Err(invalid("outage_end_s", "must be after outage_start_s"));
-        }
-        if self.announce && !cfg!(feature = "goals") {
-            return Err(invalid(
-                "announce",
-                "not in this build (pacer simulate has it)",
-            ));
         }
         self.validate_memory()?;
         self.validate_schedule()?;
@@ -367,8 +362,16 @@ pub fn memory_at(memory: &[[f64; 2]], t_ns: u64) -> Option<f64> {
     Some(f0 + (f1 - f0) * (t - t0) / (t1 - t0))
 }
 
-/// The fields of a scenario's JSON.
-pub const FIELDS: [&str; 17] = [
+/// The fields of a scenario's JSON: `announce` only where the build has the goals' origin
+/// (feature `goals`; elsewhere it is an unknown field).
+pub const FIELDS: &[&str] = if cfg!(feature = "goals") {
+    &ALL_FIELDS
+} else {
+    ALL_FIELDS.split_at(ALL_FIELDS.len() - 1).0
+};
+
+/// Every field, `announce` last.
+const ALL_FIELDS: [&str; 17] = [
     "config",
     "clients",
     "pattern",

@@ -132,6 +132,12 @@ export class AbiModule {
 
   availableMilli(limiter) { return Number(this.exports.pacer_available_milli(limiter)); }
 
+  /** `pacer_rate_micro` (feature bit 128), or -1 where the module lacks it. */
+  rateMicro(limiter) {
+    const rate = this.exports.pacer_rate_micro;
+    return this.features() & 128 ? Number(rate(limiter)) : -1;
+  }
+
   jitter(baseNs, utilizationPpm) {
     return Number(this.exports.pacer_jitter_ns(BigInt(baseNs), utilizationPpm));
   }

@@ -40,6 +40,8 @@ extern "C" {
     fn retry_in(this: &AbiModule, limiter: i32) -> Result<f64, JsValue>;
     #[wasm_bindgen(method, catch, js_name = availableMilli)]
     fn available_milli(this: &AbiModule, limiter: i32) -> Result<f64, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = rateMicro)]
+    fn rate_micro(this: &AbiModule, limiter: i32) -> Result<f64, JsValue>;
     #[wasm_bindgen(method, catch)]
     fn jitter(this: &AbiModule, base_ns: f64, utilization_ppm: i32) -> Result<f64, JsValue>;
     #[wasm_bindgen(method, catch)]
@@ -157,6 +159,11 @@ impl Engine for JsEngine {
     fn available_milli(&mut self, limiter: i32) -> i64 {
         self.sync();
         let result = self.module.available_milli(limiter);
+        self.answer(result)
+    }
+    fn rate_micro(&mut self, limiter: i32) -> i64 {
+        self.sync();
+        let result = self.module.rate_micro(limiter);
         self.answer(result)
     }
     fn jitter_ns(&mut self, base_ns: i64, utilization_ppm: i32) -> i64 {
