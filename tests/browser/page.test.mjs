@@ -76,7 +76,7 @@ test('a fixed-seed run gives exactly the native core\'s report, shown in the sum
   assert.equal(await cell('wait_p99_ms'),
     `${summary.wait_p99_ms.toLocaleString('en', { maximumFractionDigits: 1 })} ms`);
   const charts = await page.$$eval('#charts figure canvas', (canvases) => canvases.length);
-  assert.equal(charts, 6);
+  assert.equal(charts, 7, 'rate, tokens, flows, waits, jitter, memory, pool');
   assert.deepEqual(page.problems, []);
   await page.close();
 });
@@ -277,7 +277,10 @@ test('the scorecard runs every baseline on the same arrivals, exactly as pacer s
   const { compare, config_b: _b, ...scenario } = SHOWCASE;
   void compare;
   scenario.memory = SHOWCASE.memory.split(',').map((p) => p.split(':').map(Number));
+  // The page's columns (the adaptive goals' columns are pacer simulate's alone).
   const native = nativeScorecard(scenario);
+  const columns = Object.keys(rows[0]);
+  native.rows = native.rows.map((r) => Object.fromEntries(columns.map((k) => [k, r[k]])));
   assert.deepEqual(rows, native.rows);
   assert.deepEqual(rows.map((r) => r.strategy), [
     'pacer', '(a) AWS standard retry', '(b) AWS adaptive', '(c) SRE throttling', '(d) plain token bucket',
@@ -342,6 +345,41 @@ test('hosts: N hosts pacing alone against one quota earn 429s; sharing it, none,
   const headers = await page.$$eval('#summary thead th', (ths) => ths.map((th) => th.textContent));
   assert.deepEqual(headers, ['', '4 hosts, each alone', '4 hosts sharing']);
   assert.equal(await page.inputValue('input[name="hosts"]'), '4');
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test('adaptive fields write limiter 0\'s adaptive section, and the rate chart shows the rate learnt against the origin\'s limit', async () => {
+  // A policy configured at 4x the origin's 5/s, adaptive, on a backlog of 6 clients.
+  const config = JSON.stringify({ seed: 5, limiters: [{ name: 'origin', tokens_per_hour: 72000, burst: 5 }] });
+  const params = {
+    clients: 6, pattern: 'backlog', rate_per_client: 50, duration_s: 300, seed: 9,
+    origin_rate: 5, origin_burst: 5, base_ms: 0, cost: 1, latency_ms: 50, memory: '', config,
+  };
+  const page = await openPage(browser, server.url + query(params));
+  assert.equal(await settled(page), 'done', await errorText(page));
+  const fixed = await page.evaluate(() => window.pacer.results.a.series.rate_per_s);
+  assert.ok(fixed.every((r) => Math.abs(r - 20) < 1e-9), 'a fixed rate stays at 20/s');
+
+  const fields = 'fieldset.policy[data-side="a"]';
+  await page.fill(`${fields} [data-field="min_tokens_per_hour"]`, '360');
+  await page.fill(`${fields} [data-field="max_tokens_per_hour"]`, '72000');
+  const written = JSON.parse(await page.inputValue('textarea[name="config"]'));
+  assert.deepEqual(written.limiters[0].adaptive, { min_tokens_per_hour: 360, max_tokens_per_hour: 72000 });
+  assert.equal(await runAgain(page), 'done', await errorText(page));
+  const { series } = await page.evaluate(() => window.pacer.results.a);
+  const late = series.rate_per_s.slice(-Math.floor(series.rate_per_s.length / 3));
+  const mean = late.reduce((a, r) => a + r, 0) / late.length;
+  assert.ok(mean > 3.5 && mean < 6.5, `the rate learnt: ${mean}/s against the origin's 5/s`);
+  assert.equal(await page.locator('figure[data-chart="Rate of limiter 0 against the origin\'s limit"]').count(), 1);
+
+  // Both bounds cleared: the section goes, and the rate is fixed again.
+  await page.fill(`${fields} [data-field="min_tokens_per_hour"]`, '');
+  await page.fill(`${fields} [data-field="max_tokens_per_hour"]`, '');
+  assert.equal(JSON.parse(await page.inputValue('textarea[name="config"]')).limiters[0].adaptive, undefined);
+  // One bound alone: the core names the missing one.
+  await page.fill(`${fields} [data-field="max_tokens_per_hour"]`, '72000');
+  assert.match(await page.textContent('.field-error[data-for="config"]'), /adaptive\.min_tokens_per_hour: is required/);
   assert.deepEqual(page.problems, []);
   await page.close();
 });

@@ -9,6 +9,7 @@ const SIDES = {
 const COLORS = {
   tokens: '#2563eb', admitted: '#16a34a', rejected: '#dc2626', failed: '#9333ea',
   refused: '#ea580c', waiting: '#0f172a', memory: '#0891b2', pressure: '#dc2626', pool: '#16a34a',
+  rate: '#7c3aed', origin: '#64748b',
 };
 const JITTER_COLORS = ['#93c5fd', '#3b82f6', '#1e3a8a'];
 
@@ -40,8 +41,18 @@ function chart(container, title, opts, data) {
 /** Per-second rate of a count series sampled every `interval_s`. */
 const perSecond = (counts, interval) => counts.map((n) => n / interval);
 
-/** Replaces every chart with those for `results` ({ a: report, b?: report }). */
-export function drawCharts(container, results) {
+/** The origin's limit at each time, requests / s (`null` while unlimited). */
+export function originLimit(scenario, times) {
+  const schedule = [...(scenario.origin_schedule || [])].sort((x, y) => x[0] - y[0]);
+  return times.map((t) => {
+    let rate = scenario.origin_rate;
+    for (const [at, r] of schedule) if (at < t) rate = r;
+    return rate > 0 ? rate : null;
+  });
+}
+
+/** Replaces every chart with those for `results` ({ a: report, b?: report }) of `scenario`. */
+export function drawCharts(container, results, scenario) {
   for (const plot of plots) plot.destroy();
   plots = [];
   container.replaceChildren();
@@ -54,6 +65,17 @@ export function drawCharts(container, results) {
     axes: [timeAxis, { label: 'tokens' }],
     series: [{ label: 't, s' }, ...sides.map((s) => line('tokens', COLORS.tokens, s))],
   }, [time, ...sides.map((s) => results[s].series.tokens)]);
+
+  // Limiter 0's rate: the configured one, or where adaptation and announcements moved it.
+  chart(container, 'Rate of limiter 0 against the origin\'s limit', {
+    scales: { x: { time: false } },
+    axes: [timeAxis, { label: 'per second' }],
+    series: [
+      { label: 't, s' },
+      ...sides.map((s) => line('rate', COLORS.rate, s)),
+      { label: 'origin\'s limit', stroke: COLORS.origin, width: 1, dash: [2, 3] },
+    ],
+  }, [time, ...sides.map((s) => results[s].series.rate_per_s), originLimit(scenario, time)]);
 
   const flows = [['admitted', 'served /s'], ['rejected', '429 /s'], ['failed', '503 /s'], ['refused', 'circuit open /s']];
   chart(container, 'Admitted, rejected and waiting', {

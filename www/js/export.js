@@ -12,6 +12,7 @@ const COLUMNS = [
   ['pressure', (s, i) => s.pressure[i]],
   ['pool_target', (s, i) => s.pool_target[i]],
   ['memory_used', (s, i) => s.memory[i] ?? ''],
+  ['rate_per_s', (s, i) => s.rate_per_s[i] ?? ''],
 ];
 
 /** One row per sample time, each side's columns suffixed `_a` / `_b`. */

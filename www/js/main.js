@@ -199,7 +199,7 @@ async function run() {
     }
     last = { state, results, timings };
     renderSummary(results, timings, state.hosts);
-    charts.drawCharts($('#charts'), results);
+    charts.drawCharts($('#charts'), results, state.scenario);
     $('#status').textContent = sides.map((side) => {
       const t = timings[side];
       const rate = t.decisions / Math.max(t.busy_ms, 0.001) / 1000;

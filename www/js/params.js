@@ -168,6 +168,15 @@ export function readForm(form) {
 
 const LIMITER_FIELDS = ['tokens_per_hour', 'burst'];
 const JITTER_FIELDS = ['strategy', 'max_ms'];
+/** Limiter 0's `adaptive` section: both bounds or neither (then the rate is fixed). */
+const ADAPTIVE_FIELDS = ['min_tokens_per_hour', 'max_tokens_per_hour'];
+
+/** Where a small-form field lives in the config: limiter 0, its adaptive section, or jitter. */
+function sectionOf(config, field) {
+  if (LIMITER_FIELDS.includes(field)) return config.limiters[0];
+  if (ADAPTIVE_FIELDS.includes(field)) return config.limiters[0].adaptive;
+  return config.jitter;
+}
 
 /** Shows the JSON's common fields in the side's small form (left alone if the JSON is bad). */
 export function jsonToFields(fieldset, json) {
@@ -178,12 +187,11 @@ export function jsonToFields(fieldset, json) {
     return;
   }
   const limiter = (config && Array.isArray(config.limiters) && config.limiters[0]) || {};
-  const jitter = (config && config.jitter) || {};
+  const view = { limiters: [{ ...limiter, adaptive: limiter.adaptive || {} }], jitter: (config && config.jitter) || {} };
   for (const input of fieldset.querySelectorAll('[data-field]')) {
     const field = input.dataset.field;
-    const source = LIMITER_FIELDS.includes(field) ? limiter : jitter;
     const fallback = field === 'strategy' ? 'adaptive' : '';
-    input.value = source[field] ?? fallback;
+    input.value = sectionOf(view, field)[field] ?? fallback;
   }
 }
 
@@ -200,9 +208,10 @@ export function fieldsToJson(fieldset, json) {
     config.limiters = [{ name: 'origin' }];
   }
   config.jitter = config.jitter || {};
+  config.limiters[0].adaptive = config.limiters[0].adaptive || {};
   for (const input of fieldset.querySelectorAll('[data-field]')) {
     const field = input.dataset.field;
-    const target = LIMITER_FIELDS.includes(field) ? config.limiters[0] : config.jitter;
+    const target = sectionOf(config, field);
     if (input.value === '') {
       delete target[field];
     } else {
@@ -210,5 +219,7 @@ export function fieldsToJson(fieldset, json) {
     }
   }
   if (Object.keys(config.jitter).length === 0) delete config.jitter;
+  // The core says which bound is missing; with neither, the rate is fixed.
+  if (Object.keys(config.limiters[0].adaptive).length === 0) delete config.limiters[0].adaptive;
   return JSON.stringify(config);
 }
