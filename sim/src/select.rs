@@ -9,7 +9,7 @@
 const DIGIT_BITS: u32 = 8;
 
 /// The value of rank `k` (0-based) in `values`, as if they were sorted; `None` when `k` is
-/// out of range. Reorders `values`.
+/// out of range. Reorders `values`, keeping every one: selections may follow on the same slice.
 pub fn nth_smallest(values: &mut [u64], mut k: usize) -> Option<u64> {
     if k >= values.len() {
         return None;
@@ -36,7 +36,9 @@ pub fn nth_smallest(values: &mut [u64], mut k: usize) -> Option<u64> {
         for i in 0..live.len() {
             let v = live[i];
             if digit(v) == bucket {
-                live[kept] = v;
+                // A swap, not a copy: the slice stays a permutation of the values, so later
+                // selections (the p99 after the p50) and the histogram see them all.
+                live.swap(i, kept);
                 kept += 1;
                 or |= v;
                 and &= v;
@@ -107,6 +109,21 @@ mod tests {
         let mut mostly_zero: Vec<u64> = (0..1000).map(|i| u64::from(i == 500) * 7).collect();
         assert_eq!(nth_smallest(&mut mostly_zero.clone(), 998), Some(0));
         assert_eq!(nth_smallest(&mut mostly_zero, 999), Some(7));
+    }
+
+    /// The scorecard takes the p50, then the p99, then a histogram of the same waits.
+    #[test]
+    fn selections_in_sequence_see_every_value() {
+        let original = values(9, 5000, u64::MAX >> 20);
+        let mut sorted = original.clone();
+        sorted.sort_unstable();
+        let mut work = original;
+        for k in [2499, 4949, 0, 4999, 1234] {
+            assert_eq!(nth_smallest(&mut work, k), Some(sorted[k]), "k {k}");
+        }
+        let mut left = work;
+        left.sort_unstable();
+        assert_eq!(left, sorted, "a permutation of the values");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct Paced<E> {
     base_ns: i64,
     /// Memory in use over time (fractions of [`MEMORY_LIMIT_BYTES`]); empty = unknown.
     memory: Vec<[f64; 2]>,
+    /// The time of the engine's reading (one per instant, however many calls share it).
+    read_at: Option<u64>,
 }
 
 impl<E: Engine> Paced<E> {
@@ -116,10 +118,15 @@ impl<E: Engine> Paced<E> {
             cost: i32::try_from(cost).unwrap_or(i32::MAX),
             base_ns: i64::from(base_ms) * 1_000_000,
             memory,
+            read_at: None,
         }
     }
 
     fn at(&mut self, now: u64) {
+        if self.read_at == Some(now) {
+            return;
+        }
+        self.read_at = Some(now);
         let memory_used = match crate::scenario::memory_at(&self.memory, now) {
             Some(fraction) => (fraction * MEMORY_LIMIT_BYTES as f64) as i64,
             None => -1,
