@@ -552,7 +552,7 @@ pub(crate) struct Exports {
     /// `pacer_pause` (feature bit 32).
     pub pause: Option<TypedFunc<(i32, i64), i32>>,
     /// `pacer_announce` (feature bit 64).
-    pub announce: Option<TypedFunc<(i32, i64, i64, i64, i64), i32>>,
+    pub announce: Option<TypedFunc<AnnounceArgs, i32>>,
     /// `pacer_rate_micro` (feature bit 128).
     pub rate_micro: Option<TypedFunc<i32, i64>>,
 }
@@ -618,6 +618,9 @@ impl Exports {
         })
     }
 }
+
+/// `pacer_announce`'s arguments: limiter, limit, remaining, reset_ns, in_flight.
+pub type AnnounceArgs = (i32, i64, i64, i64, i64);
 
 /// A failed instantiation: the error, and the environment handed back.
 pub(crate) type Failed = (HostError, Box<dyn Environment>);
