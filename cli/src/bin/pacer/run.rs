@@ -242,7 +242,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
             std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
         }
         None if origin.is_some() => embedded_config(&args.embedded),
-        None => FOREIGN_CONFIG.to_string(),
+        None => foreign_config(),
     };
     let sandbox = Runtime::new(SandboxOptions {
         cache_dir: crate::cache_dir(),
@@ -385,14 +385,19 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     }
 }
 
-/// Against an origin nobody configured: 10 requests a second to start, a one-second burst
-/// starting half full, and the rate adaptive between one a minute and 100 a second (ABI.md,
-/// Adaptive rates), with jitter under the starting interval.
-const FOREIGN_CONFIG: &str = r#"{"limiters":[{"name":"origin","tokens_per_hour":36000,"burst":10,"adaptive":{"min_tokens_per_hour":60,"max_tokens_per_hour":360000}}],"jitter":{"strategy":"adaptive","max_ms":100}}"#;
-/// [`FOREIGN_CONFIG`]'s starting rate, floor and ceiling (a test holds them to it).
+/// The starting rate, floor and ceiling against an origin nobody configured (printed as is).
 const FOREIGN_START_PER_HOUR: f64 = 36_000.0;
 const FOREIGN_FLOOR_PER_HOUR: f64 = 60.0;
 const FOREIGN_CEILING_PER_HOUR: f64 = 360_000.0;
+
+/// Against an origin nobody configured: 10 requests a second to start, a one-second burst
+/// starting half full, and the rate adaptive between one a minute and 100 a second (ABI.md,
+/// Adaptive rates), with jitter under the starting interval.
+fn foreign_config() -> String {
+    format!(
+        r#"{{"limiters":[{{"name":"origin","tokens_per_hour":{FOREIGN_START_PER_HOUR},"burst":10,"adaptive":{{"min_tokens_per_hour":{FOREIGN_FLOOR_PER_HOUR},"max_tokens_per_hour":{FOREIGN_CEILING_PER_HOUR}}}}}],"jitter":{{"strategy":"adaptive","max_ms":100}}}}"#
+    )
+}
 
 /// The policy for the embedded origin: its quota and burst, starting half full, with jitter
 /// under one interval so paced requests never bunch past the origin's burst.
@@ -614,7 +619,7 @@ mod tests {
 
     #[test]
     fn the_foreign_config_is_adaptive_between_the_printed_floor_and_ceiling() {
-        let config = pacer::Config::from_json(FOREIGN_CONFIG).expect("valid");
+        let config = pacer::Config::from_json(&foreign_config()).expect("valid");
         let limiter = &config.limiters[0];
         let adaptive = limiter.adaptive.expect("adaptive");
         assert_eq!(limiter.tokens_per_hour, FOREIGN_START_PER_HOUR);
