@@ -301,26 +301,28 @@ fn rediss_with_an_acl_user_and_a_ca_made_in_the_test() {
 }
 
 /// Values a hostile or broken client wrote into the group's keys before its hosts start:
-/// records claiming the whole rate for ever, NaN, negative and unparsable ones, a group that
-/// "formed" in the future, a pause of a day. Without the checks the hosts would wait for
-/// ever (no share) or a day (the pause).
+/// records claiming the whole rate for ever, a group that "formed" in the future, a pause of a
+/// day (group "hostile": without the checks its hosts would wait for ever, or a day); NaN,
+/// infinite, negative and unparsable records ("nan"); keys of the wrong type ("types").
 #[test]
 fn hostile_values_in_redis_are_discarded_or_cut() {
     let _alone = alone();
     let redis = Redis::start();
     let mut connection = redis_connection(&redis);
     let key = |group: &str, what: &str| format!("pacer:{{{group}}}:origin:{what}");
-    for (host, record) in [
-        ("evil-huge", "1e308 1e308 99999999999999999"),
-        ("evil-rate", "7200000 7200000 99999999999999999"),
-        ("evil-nan", "nan nan nan"),
-        ("evil-negative", "-5 -5 -5"),
-        ("evil-text", "abc"),
-        ("evil-inf", "inf inf inf"),
-        ("evil-far", "0 0 1e300"),
+    // Records that would starve every host: the whole rate, claimed for ever.
+    for (group, host, record) in [
+        ("hostile", "evil-huge", "1e308 1e308 99999999999999999"),
+        ("hostile", "evil-rate", "7200000 7200000 99999999999999999"),
+        ("hostile", "evil-far", "72000 72000 1e300"),
+        ("nan", "evil-nan", "nan nan nan"),
+        ("nan", "evil-negative", "-5 -5 -5"),
+        ("nan", "evil-text", "abc"),
+        ("nan", "evil-inf", "inf inf inf"),
+        ("nan", "evil-hex", "0x7fffffff 0x10 9e99"),
     ] {
         redis::cmd("HSET")
-            .arg(key("hostile", "members"))
+            .arg(key(group, "members"))
             .arg(host)
             .arg(record)
             .exec(&mut connection)
@@ -366,7 +368,7 @@ fn hostile_values_in_redis_are_discarded_or_cut() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), 20.0);
-    for group in ["hostile", "types"] {
+    for group in ["hostile", "nan", "types"] {
         let origin = common::ScriptedOrigin::start(30, |_| (200, String::new()));
         let started = Instant::now();
         let hosts = (0..2)
@@ -452,7 +454,8 @@ fn a_host_beyond_max_hosts_says_so_and_runs_at_its_fallback_share() {
     let first = members.requests.lock().expect("log").len();
     let times = third.requests.lock().expect("log").clone();
     assert_eq!(first + times.len(), files, "each file once");
-    // Its first 3 s: at most its fallback share (5/s, from an empty bucket of 2), and some.
+    // Its first 3 s: at most its fallback share (5/s) and a bucket of 2 (burst 4 / 2 hosts),
+    // one at the window's edge, and one of slack; and some (not starved).
     let early = times
         .iter()
         .filter(|t| t.duration_since(times[0]) < Duration::from_secs(3))
@@ -462,7 +465,7 @@ fn a_host_beyond_max_hosts_says_so_and_runs_at_its_fallback_share() {
          {} in all of {files}",
         times.len()
     );
-    assert!((3..=17).contains(&early), "{early} requests in 3 s");
+    assert!((3..=19).contains(&early), "{early} requests in 3 s");
 }
 
 #[test]
