@@ -532,6 +532,16 @@ fn host_id() -> String {
     format!("pacer-{}-{:08x}", std::process::id(), random as u32)
 }
 
+/// Why a renewal brought no grant.
+enum NoGrant {
+    /// Redis could not be reached, or failed: the host says so once per outage and skips
+    /// Redis (claims, done marks) until it answers again.
+    Unreachable(String),
+    /// Redis answered, but with a refusal or an answer of the wrong shape: only the share is
+    /// lost.
+    Refused(String),
+}
+
 /// Why retrying cannot mend `error`, if it cannot: Redis refused the user or its password, or
 /// TLS failed (a certificate nobody trusts). At join it stops the run; later it is one more
 /// outage, and the host falls back.
@@ -646,9 +656,10 @@ impl Inner {
             .arg(u64::try_from(self.longest_pause.as_millis()).unwrap_or(u64::MAX));
         let call = invocation.invoke_async::<redis::Value>(&mut connection);
         let joined = self.joined.load(Relaxed);
+        use NoGrant::{Refused, Unreachable};
         let answer = match tokio::time::timeout(self.options.lease / 2, call).await {
             Ok(Ok(value)) => reply::renewal(&value, share.total, self.longest_pause)
-                .map_err(|why| format!("a renewal was answered with {why}")),
+                .map_err(|why| Refused(format!("answered a renewal with {why}"))),
             Ok(Err(error)) if error.code() == Some("PACERCONFIG") => {
                 let refusal = format!(
                     "--shared: limiter {:?} is configured differently in group {:?}: this host \
@@ -664,7 +675,7 @@ impl Inner {
                 }
                 // Changed under a running host (by a host that should not have joined, or
                 // by another client): no grant from it, so the host falls back.
-                Err(refusal)
+                Err(Refused(format!("refused a renewal: {refusal}")))
             }
             Ok(Err(error)) if !joined => {
                 if let Some(why) = refused_for_good(&error) {
@@ -674,10 +685,13 @@ impl Inner {
                         self.options.url.scrub(&error.to_string())
                     ));
                 }
-                Err(self.options.url.scrub(&error.to_string()))
+                Err(Unreachable(self.options.url.scrub(&error.to_string())))
             }
-            Ok(Err(error)) => Err(self.options.url.scrub(&error.to_string())),
-            Err(_) => Err(format!("no answer within {:?}", self.options.lease / 2)),
+            Ok(Err(error)) => Err(Unreachable(self.options.url.scrub(&error.to_string()))),
+            Err(_) => Err(Unreachable(format!(
+                "no answer within {:?}",
+                self.options.lease / 2
+            ))),
         };
         match answer {
             Ok(renewal) => {
@@ -709,7 +723,24 @@ impl Inner {
                 }
                 Ok(())
             }
-            Err(why) => {
+            Err(Refused(why)) => {
+                if leaving {
+                    return Ok(());
+                }
+                // Redis answered: claims and done marks still work, only the share is lost.
+                self.complain(
+                    &share.name,
+                    "refused",
+                    &format!(
+                        "{why}: this host falls back to 1/{} of the limiter's rate once its \
+                         lease ends",
+                        self.options.max_hosts
+                    ),
+                );
+                self.fall_back_if_lease_over(share, sent);
+                Ok(())
+            }
+            Err(Unreachable(why)) => {
                 if leaving {
                     return Ok(());
                 }
@@ -722,21 +753,26 @@ impl Inner {
                         self.options.max_hosts
                     );
                 }
-                let lease_over = {
-                    let state = lock(&share.state);
-                    let until = state
-                        .lease_until
-                        .unwrap_or(self.started + self.options.lease);
-                    sent >= until && !state.fallback
-                };
-                if lease_over {
-                    self.fallbacks.fetch_add(1, Relaxed);
-                    let fallback = rules::fallback(share.total, self.options.max_hosts);
-                    self.apply(share, fallback, None);
-                    lock(&share.state).fallback = true;
-                }
+                self.fall_back_if_lease_over(share, sent);
                 Ok(())
             }
+        }
+    }
+
+    /// Without a grant: once the lease of the last one is over, the fallback share.
+    fn fall_back_if_lease_over(&self, share: &Share, sent: Instant) {
+        let lease_over = {
+            let state = lock(&share.state);
+            let until = state
+                .lease_until
+                .unwrap_or(self.started + self.options.lease);
+            sent >= until && !state.fallback
+        };
+        if lease_over {
+            self.fallbacks.fetch_add(1, Relaxed);
+            let fallback = rules::fallback(share.total, self.options.max_hosts);
+            self.apply(share, fallback, None);
+            lock(&share.state).fallback = true;
         }
     }
 

@@ -538,3 +538,69 @@ fn done_marks_belong_to_their_catalogue() {
         "{again}"
     );
 }
+
+/// Hostile writes while the hosts run: a pause of a day, a record claiming the whole rate for
+/// ever, and the group's identity replaced. The pause is cut to the longest backoff, the record
+/// discarded, and a refused renewal makes the hosts fall back once their lease ends (said once),
+/// instead of keeping their last grant for ever.
+#[test]
+fn hostile_writes_mid_run_are_cut_and_a_changed_identity_falls_back() {
+    let _alone = alone();
+    let redis = Redis::start();
+    let mut connection = redis_connection(&redis);
+    let key = |what: &str| format!("pacer:{{midrun}}:origin:{what}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), 20.0);
+    let origin = common::ScriptedOrigin::start(80, |_| (200, String::new()));
+    let started = Instant::now();
+    let hosts = (0..2)
+        .map(|i| {
+            pacer(
+                &origin.url,
+                &redis.url(),
+                &config,
+                &dir.path().join(format!("out{i}")),
+                &["--group", "midrun", "--max-hosts", "4"],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    redis::cmd("SET")
+        .arg(key("pause"))
+        .arg("1")
+        .arg("PX")
+        .arg(86_400_000)
+        .exec(&mut connection)
+        .expect("SET");
+    redis::cmd("HSET")
+        .arg(key("members"))
+        .arg("evil")
+        .arg("1e308 1e308 1e300")
+        .exec(&mut connection)
+        .expect("HSET");
+    std::thread::sleep(Duration::from_millis(1000));
+    redis::cmd("SET")
+        .arg(key("identity"))
+        .arg("rate 1/h, burst 1, max-hosts 1, lease 1 ms")
+        .exec(&mut connection)
+        .expect("SET");
+    let outputs = finish(hosts, Duration::from_secs(45));
+    let took = started.elapsed();
+    let mut said = String::new();
+    for output in &outputs {
+        let json = summary(output);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.matches("configured differently").count(),
+            1,
+            "said once:\n{stderr}"
+        );
+        assert!(json["group"]["fallbacks"].as_u64() >= Some(1), "{json}");
+        said += &stderr;
+    }
+    assert!(said.contains("cut to it"), "{said}");
+    assert!(said.contains("discarded"), "{said}");
+    assert_eq!(origin.requests.lock().expect("log").len(), 80);
+    println!("hostile writes mid-run: 80 files in {took:.1?}");
+    assert!(took < Duration::from_secs(40), "{took:?}");
+}
