@@ -96,8 +96,9 @@ wasm-bindgen-cli:
 nginx:
 	@[ -x /usr/sbin/nginx ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx-light; }
 
-## redis: Debian's redis-server, for the shared-limit tests (cli/tests/shared.rs starts its own
-## on a free port in a temporary directory; the package's own service is not used)
+## redis: Debian's redis-server, for the shared-limit tests (cli/tests/shared.rs and
+## shared_trust.rs start their own on a free port in a temporary directory; the package's own
+## service is not used). Debian builds it with TLS, which shared_trust.rs uses (--tls-port).
 redis:
 	@[ -x /usr/bin/redis-server ] || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
 

@@ -18,8 +18,9 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use pacer::Config;
@@ -27,12 +28,23 @@ use pacer::quota::{MIN_TOKENS_PER_HOUR, default_burst};
 use pacer_host::Policy;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
+use sha2::{Digest, Sha256};
+
+use crate::catalogue::Entry;
+
+mod redis_url;
+mod reply;
+
+pub use redis_url::RedisUrl;
 
 /// Where the group lives and how it shares.
 #[derive(Debug, Clone)]
 pub struct GroupOptions {
-    /// `redis://HOST:PORT/[DB]`.
-    pub url: String,
+    /// `redis://[USER:PASSWORD@]HOST:PORT/[DB]`, or `rediss://…` for TLS.
+    pub url: RedisUrl,
+    /// With `rediss://`: the PEM certificates the server's is checked against, instead of
+    /// the platform's roots.
+    pub ca_cert: Option<PathBuf>,
     /// The group's name: hosts with the same name share their limits and their work.
     pub group: String,
     /// The most hosts the group may have: each host's burst, and its share while Redis is
@@ -69,19 +81,8 @@ impl GroupOptions {
                 self.lease.as_millis()
             ));
         }
-        client(&self.url)
+        self.url.client(self.ca_cert.as_deref())
     }
-}
-
-/// A Redis client for `url`, or an error saying what is wrong with it. Nothing is connected.
-pub fn client(url: &str) -> Result<redis::Client, String> {
-    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
-    if scheme != Some("redis") {
-        return Err(format!(
-            "--shared: expected redis://HOST:PORT/[DB], got {url:?} (only plain redis:// is supported)"
-        ));
-    }
-    redis::Client::open(url).map_err(|e| format!("--shared: {url:?} is not a Redis URL: {e}"))
 }
 
 /// A limiter shared by the group, as this host runs it.
@@ -148,6 +149,17 @@ struct Inner {
     /// Renewals that succeeded, and fallback periods begun: for the summary and the tests.
     renewals: AtomicU64,
     fallbacks: AtomicU64,
+    /// The longest pause the policy could publish (its longest backoff, or an open circuit):
+    /// a longer one read from Redis is cut to it.
+    longest_pause: Duration,
+    /// The catalogue's identity: done marks and claims are keyed by it and the file's name.
+    catalogue: OnceLock<String>,
+    /// The first renewals are over: from then on a refusal falls back instead of stopping.
+    joined: AtomicBool,
+    /// This host is beyond `--max-hosts`, running at its fallback share (said once).
+    beyond_max: AtomicBool,
+    /// Complaints about what Redis held or answered, by limiter and kind, each said once.
+    warned: Mutex<HashSet<String>>,
 }
 
 /// The local config for a host of a group: the same limiters, each with `burst / max_hosts`
@@ -220,7 +232,9 @@ impl Group {
         policy: Arc<Mutex<Policy>>,
     ) -> Result<Group, String> {
         let client = options.check()?;
-        let (_, shares) = shares_of(config, options.max_hosts, options.lease)?;
+        let (parsed, shares) = shares_of(config, options.max_hosts, options.lease)?;
+        let longest_pause =
+            Duration::from_millis(parsed.backoff.max_ms.max(parsed.backoff.open_ms));
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.lease / 2))
             .set_response_timeout(Some(options.lease))
@@ -248,12 +262,19 @@ impl Group {
             unreachable: AtomicBool::new(false),
             renewals: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            longest_pause,
+            catalogue: OnceLock::new(),
+            joined: AtomicBool::new(false),
+            beyond_max: AtomicBool::new(false),
+            warned: Mutex::new(HashSet::new()),
             options,
         });
-        // The first grants now: a config that disagrees with the group's stops here.
+        // The first grants now: a config that disagrees with the group's, a password Redis
+        // refuses or a certificate nobody trusts stops here.
         for share in &inner.shares {
             inner.renew_share(share, false).await?;
         }
+        inner.joined.store(true, Relaxed);
         let renewer = tokio::spawn(renew_forever(Arc::clone(&inner)));
         Ok(Group { inner, renewer })
     }
@@ -261,6 +282,22 @@ impl Group {
     /// This host's name in the group.
     pub fn host(&self) -> &str {
         &self.inner.host
+    }
+
+    /// The group's Redis (shown with its password hidden).
+    pub fn url(&self) -> &RedisUrl {
+        &self.inner.options.url
+    }
+
+    /// Names the catalogue this run downloads: done marks and claims are keyed by its
+    /// identity (the hash of its entries) and the file's name, so a run of the group against
+    /// another catalogue with the same names does not take its files for done. Set once,
+    /// before the first claim.
+    pub fn set_catalogue(&self, entries: &[Entry]) {
+        let index = crate::catalogue::to_json(entries).to_string();
+        let digest = Sha256::digest(index.as_bytes());
+        let identity: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let _ = self.inner.catalogue.set(identity);
     }
 
     /// The lease: how long a grant or a dead host's share lasts.
@@ -298,7 +335,7 @@ impl Group {
             // Nobody would hear it; the worker should not wait a lease to find that out.
             return;
         }
-        let ms = u64::try_from(duration.as_millis())
+        let ms = u64::try_from(duration.min(self.inner.longest_pause).as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let mut connection = self.inner.connection.clone();
@@ -323,8 +360,8 @@ impl Group {
             let mut connection = inner.connection.clone();
             let mut invocation = inner.claim.prepare_invoke();
             invocation
-                .key(inner.key(file, "done"))
-                .key(inner.key(file, "claim"))
+                .key(inner.file_key(file, "done"))
+                .key(inner.file_key(file, "claim"))
                 .arg(&inner.host)
                 .arg(ttl);
             let answer = tokio::time::timeout(
@@ -357,13 +394,13 @@ impl Group {
         let mark = async {
             redis::pipe()
                 .cmd("SET")
-                .arg(inner.key(file, "done"))
+                .arg(inner.file_key(file, "done"))
                 .arg(&inner.host)
                 .arg("EX")
                 .arg(DONE_SECONDS)
                 .ignore()
                 .cmd("DEL")
-                .arg(inner.key(file, "claim"))
+                .arg(inner.file_key(file, "claim"))
                 .ignore()
                 .query_async::<()>(&mut connection)
                 .await
@@ -383,7 +420,7 @@ impl Group {
         let mut connection = inner.connection.clone();
         let _ = tokio::time::timeout(
             inner.options.lease,
-            connection.del::<_, ()>(inner.key(file, "claim")),
+            connection.del::<_, ()>(inner.file_key(file, "claim")),
         )
         .await;
     }
@@ -495,6 +532,39 @@ fn host_id() -> String {
     format!("pacer-{}-{:08x}", std::process::id(), random as u32)
 }
 
+/// Why a renewal brought no grant.
+enum NoGrant {
+    /// Redis could not be reached, or failed: the host says so once per outage and skips
+    /// Redis (claims, done marks) until it answers again.
+    Unreachable(String),
+    /// Redis answered, but with a refusal or an answer of the wrong shape: only the share is
+    /// lost.
+    Refused(String),
+}
+
+/// Why retrying cannot mend `error`, if it cannot: Redis refused the user or its password, or
+/// TLS failed (a certificate nobody trusts). At join it stops the run; later it is one more
+/// outage, and the host falls back.
+fn refused_for_good(error: &redis::RedisError) -> Option<&'static str> {
+    let text = error.to_string();
+    let has = |words: &[&str]| words.iter().any(|word| text.contains(word));
+    if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        || has(&["unauthenticated", "NOAUTH", "WRONGPASS", "NOPERM"])
+    {
+        Some("Redis refused this host: check the user and password in the URL")
+    } else if has(&["certificate", "Certificate", "handshake", "TLS", "tls"]) {
+        Some(
+            "TLS failed: for a server whose certificate a private CA signed, pass that CA with \
+             --redis-ca-cert",
+        )
+    } else if error.kind() == redis::ErrorKind::InvalidClientConfig {
+        Some("the Redis client refused its configuration")
+    } else {
+        None
+    }
+}
+
 async fn renew_forever(inner: Arc<Inner>) {
     let step = inner.options.lease / 4;
     loop {
@@ -516,6 +586,24 @@ impl Inner {
     /// `pacer:{group}:name:what`: every key of a group in one Redis Cluster slot.
     fn key(&self, name: &str, what: &str) -> String {
         format!("pacer:{{{}}}:{name}:{what}", self.options.group)
+    }
+
+    /// `pacer:{group}:file:CATALOGUE:name:what`: a file's claim or done mark, for this
+    /// catalogue only (a limiter's keys never end in `done` or `claim`).
+    fn file_key(&self, file: &str, what: &str) -> String {
+        let catalogue = self.catalogue.get().map_or("-", String::as_str);
+        self.key(&format!("file:{catalogue}:{file}"), what)
+    }
+
+    /// Warns about what Redis held or answered, once per limiter and kind.
+    fn complain(&self, limiter: &str, kind: &str, what: &str) {
+        if lock(&self.warned).insert(format!("{limiter} {kind}")) {
+            tracing::warn!(
+                group = %self.options.group,
+                limiter,
+                "Redis {what} (any client of this Redis can write the group's keys; said once)"
+            );
+        }
     }
 
     /// One renewal of `share`; an error only for a config the group refuses.
@@ -560,10 +648,53 @@ impl Inner {
             .arg(applied)
             .arg(demand)
             .arg(u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX))
-            .arg(if leaving { 1 } else { 0 });
-        let call = invocation.invoke_async::<(String, i64, i64)>(&mut connection);
-        match tokio::time::timeout(self.options.lease / 2, call).await {
-            Ok(Ok((grant, pause_ms, _settling))) => {
+            .arg(if leaving { 1 } else { 0 })
+            // ARGV[8], a virtual clock, unused (Redis's TIME); the group's size; the longest
+            // pause a host could publish.
+            .arg("")
+            .arg(self.options.max_hosts)
+            .arg(u64::try_from(self.longest_pause.as_millis()).unwrap_or(u64::MAX));
+        let call = invocation.invoke_async::<redis::Value>(&mut connection);
+        let joined = self.joined.load(Relaxed);
+        use NoGrant::{Refused, Unreachable};
+        let answer = match tokio::time::timeout(self.options.lease / 2, call).await {
+            Ok(Ok(value)) => reply::renewal(&value, share.total, self.longest_pause)
+                .map_err(|why| Refused(format!("answered a renewal with {why}"))),
+            Ok(Err(error)) if error.code() == Some("PACERCONFIG") => {
+                let refusal = format!(
+                    "--shared: limiter {:?} is configured differently in group {:?}: this host \
+                     has {}, the group {}; every host must use the same config, --max-hosts \
+                     and --lease-ms",
+                    share.name,
+                    self.options.group,
+                    share.identity,
+                    error.detail().unwrap_or("another")
+                );
+                if !joined {
+                    return Err(refusal);
+                }
+                // Changed under a running host (by a host that should not have joined, or
+                // by another client): no grant from it, so the host falls back.
+                Err(Refused(format!("refused a renewal: {refusal}")))
+            }
+            Ok(Err(error)) if !joined => {
+                if let Some(why) = refused_for_good(&error) {
+                    return Err(format!(
+                        "--shared {}: {why} ({})",
+                        self.options.url,
+                        self.options.url.scrub(&error.to_string())
+                    ));
+                }
+                Err(Unreachable(self.options.url.scrub(&error.to_string())))
+            }
+            Ok(Err(error)) => Err(Unreachable(self.options.url.scrub(&error.to_string()))),
+            Err(_) => Err(Unreachable(format!(
+                "no answer within {:?}",
+                self.options.lease / 2
+            ))),
+        };
+        match answer {
+            Ok(renewal) => {
                 self.renewals.fetch_add(1, Relaxed);
                 if self.unreachable.swap(false, Relaxed) {
                     tracing::warn!(
@@ -574,34 +705,45 @@ impl Inner {
                 if leaving {
                     return Ok(());
                 }
-                // Never above what was granted: the text's last digit may round up.
-                let grant = grant.parse::<f64>().unwrap_or(0.0) * (1.0 - 1e-12);
-                self.apply(share, grant, Some(sent + self.options.lease));
-                if pause_ms > 0 {
-                    let pause = Duration::from_millis(u64::try_from(pause_ms).unwrap_or(0));
-                    if let Err(error) = lock(&self.policy).pause(share.index, pause) {
+                self.heed(share, &renewal);
+                if renewal.flags & reply::flags::FULL != 0 {
+                    // Not a member: the group's rate is the members'; this host takes what
+                    // it would take without Redis.
+                    let fallback = rules::fallback(share.total, self.options.max_hosts);
+                    self.apply(share, fallback, Some(sent + self.options.lease));
+                } else {
+                    // Never above what was granted: the text's last digit may round up.
+                    let grant = renewal.grant * (1.0 - 1e-12);
+                    self.apply(share, grant, Some(sent + self.options.lease));
+                }
+                if !renewal.pause.is_zero() {
+                    if let Err(error) = lock(&self.policy).pause(share.index, renewal.pause) {
                         tracing::warn!(limiter = %share.name, %error, "could not apply a shared pause");
                     }
                 }
                 Ok(())
             }
-            Ok(Err(error)) if error.code() == Some("PACERCONFIG") => Err(format!(
-                "--shared: limiter {:?} is configured differently in group {:?}: this host has \
-                 {}, the group {}; every host must use the same config, --max-hosts and \
-                 --lease-ms",
-                share.name,
-                self.options.group,
-                share.identity,
-                error.detail().unwrap_or("another")
-            )),
-            outcome => {
+            Err(Refused(why)) => {
                 if leaving {
                     return Ok(());
                 }
-                let why = match outcome {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => format!("no answer within {:?}", self.options.lease / 2),
-                };
+                // Redis answered: claims and done marks still work, only the share is lost.
+                self.complain(
+                    &share.name,
+                    "refused",
+                    &format!(
+                        "{why}: this host falls back to 1/{} of the limiter's rate once its \
+                         lease ends",
+                        self.options.max_hosts
+                    ),
+                );
+                self.fall_back_if_lease_over(share, sent);
+                Ok(())
+            }
+            Err(Unreachable(why)) => {
+                if leaving {
+                    return Ok(());
+                }
                 if !self.unreachable.swap(true, Relaxed) {
                     tracing::warn!(
                         group = %self.options.group,
@@ -611,21 +753,61 @@ impl Inner {
                         self.options.max_hosts
                     );
                 }
-                let lease_over = {
-                    let state = lock(&share.state);
-                    let until = state
-                        .lease_until
-                        .unwrap_or(self.started + self.options.lease);
-                    sent >= until && !state.fallback
-                };
-                if lease_over {
-                    self.fallbacks.fetch_add(1, Relaxed);
-                    let fallback = rules::fallback(share.total, self.options.max_hosts);
-                    self.apply(share, fallback, None);
-                    lock(&share.state).fallback = true;
-                }
+                self.fall_back_if_lease_over(share, sent);
                 Ok(())
             }
+        }
+    }
+
+    /// Without a grant: once the lease of the last one is over, the fallback share.
+    fn fall_back_if_lease_over(&self, share: &Share, sent: Instant) {
+        let lease_over = {
+            let state = lock(&share.state);
+            let until = state
+                .lease_until
+                .unwrap_or(self.started + self.options.lease);
+            sent >= until && !state.fallback
+        };
+        if lease_over {
+            self.fallbacks.fetch_add(1, Relaxed);
+            let fallback = rules::fallback(share.total, self.options.max_hosts);
+            self.apply(share, fallback, None);
+            lock(&share.state).fallback = true;
+        }
+    }
+
+    /// Says what the renewal found wrong, each kind once: what Redis answered, what the
+    /// script repaired, and that this host is beyond `--max-hosts`.
+    fn heed(&self, share: &Share, renewal: &reply::Renewal) {
+        for (kind, what) in &renewal.complaints {
+            self.complain(&share.name, kind, &format!("answered {what}"));
+        }
+        if renewal.flags & reply::flags::REPAIRED != 0 {
+            self.complain(
+                &share.name,
+                "repaired",
+                "held keys of the wrong type, or records no host could have written, for this \
+                 limiter: discarded",
+            );
+        }
+        if renewal.flags & reply::flags::PAUSE_CUT != 0 {
+            self.complain(
+                &share.name,
+                "pause",
+                &format!(
+                    "held a pause longer than the policy's longest ({} ms): cut to it",
+                    self.longest_pause.as_millis()
+                ),
+            );
+        }
+        if renewal.flags & reply::flags::FULL != 0 && !self.beyond_max.swap(true, Relaxed) {
+            tracing::warn!(
+                group = %self.options.group,
+                "the group already has --max-hosts {} hosts: this host is not one of them and \
+                 runs at its fallback share, 1/{} of each limiter's rate, until one leaves",
+                self.options.max_hosts,
+                self.options.max_hosts
+            );
         }
     }
 
@@ -675,7 +857,7 @@ impl Inner {
         let mut pipe = redis::pipe();
         for file in &held {
             pipe.cmd("PEXPIRE")
-                .arg(self.key(file, "claim"))
+                .arg(self.file_key(file, "claim"))
                 .arg(ttl)
                 .ignore();
         }

@@ -224,6 +224,9 @@ pub async fn run(
     let https = tls::is_https(&options.origin).map_err(PipelineError::Origin)?;
     let client = tls::client(https, options.ca_cert.as_deref()).map_err(PipelineError::Tls)?;
     let items = fetch_index(&client, &options.origin).await?;
+    if let Some(group) = &options.group {
+        group.set_catalogue(&items);
+    }
     let mut summary = Summary {
         files: items.len(),
         ..Summary::default()

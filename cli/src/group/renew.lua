@@ -6,10 +6,20 @@
 --         last (re)formed: after a gap of more than a lease, or with its state lost)
 -- KEYS[4] pause: a pause every host honours, with its own expiry
 -- ARGV: host, identity, total (tokens/h), applied (tokens/h the host may be running at),
---       demand (tokens/h), lease_ms, leaving (1 = leave the group now), and optionally the
---       time in ms to use instead of TIME (the group's simulation runs on a virtual clock)
+--       demand (tokens/h), lease_ms, leaving (1 = leave the group now), and optionally:
+--       [8] the time in ms to use instead of TIME (the group's simulation runs on a virtual
+--       clock; '' for TIME), [9] max_hosts (a host beyond it is not admitted), [10] the
+--       longest pause in ms a host could publish (a longer one is cut to it)
 --
--- Returns {grant (tokens/h, as text), pause_ms (remaining, 0 if none), settling (0/1)}.
+-- Returns {grant (tokens/h, as text), pause_ms (remaining, 0 if none), flags}: flags 1 =
+-- settling, 2 = keys or records no host could have written were discarded, 4 = a pause was
+-- cut to the longest, 8 = the group is full (max_hosts live hosts, this one not among them:
+-- it is not recorded, and runs at its fallback share).
+--
+-- Any client of this Redis can write these keys: what they hold is checked, not trusted. A
+-- key of the wrong type, or a record that is not three numbers in range (rate and demand in
+-- [0, total], an expiry at most a lease and a tenth away), is discarded; a `since` in the
+-- future is reset; a pause is cut to the longest a host could publish.
 --
 -- The rule: the recorded rates of live hosts never sum above `total`. A host's record is
 -- raised before the host may raise its rate (the grant is recorded here) and lowered only
@@ -24,7 +34,26 @@ local now = tonumber(ARGV[8]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[
 local host, identity = ARGV[1], ARGV[2]
 local total, applied, demand = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local lease, leaving = tonumber(ARGV[6]), ARGV[7] == '1'
+local max_hosts, longest_pause = tonumber(ARGV[9]), tonumber(ARGV[10])
 local keep = lease * 3
+local flags = 0
+
+-- A number in [lo, hi], or nil (NaN, inf and text are not).
+local function within(text, lo, hi)
+  local x = tonumber(text)
+  if x and x == x and x >= lo and x <= hi then return x end
+  return nil
+end
+
+-- Keys of the wrong type are dropped (a plain GET or HGETALL on them would fail every
+-- renewal of every host for ever).
+for i, kind in ipairs({'hash', 'string', 'hash', 'string'}) do
+  local found = redis.call('TYPE', KEYS[i]).ok
+  if found ~= 'none' and found ~= kind then
+    redis.call('DEL', KEYS[i])
+    flags = 2
+  end
+end
 
 local known = redis.call('GET', KEYS[2])
 if not known then
@@ -36,36 +65,52 @@ else
 end
 
 local contact = redis.call('HMGET', KEYS[3], 'last', 'since')
-local last, since = tonumber(contact[1]), tonumber(contact[2])
-if (not last) or (not since) or now - last > lease then
+local last, since = within(contact[1], 0, now), within(contact[2], 0, now)
+if (not last) or (not since) or since > last or now - last > lease then
   since = now
 end
 redis.call('HSET', KEYS[3], 'last', now, 'since', since)
 redis.call('PEXPIRE', KEYS[3], keep)
 local settling = now < since + lease
 
--- Live hosts other than this one; expired records are dropped.
-local others, entries = 0, {}
+-- Live hosts other than this one; expired records, and records no host could have written,
+-- are dropped.
+local others, entries, member = 0, {}, false
+local latest = now + lease + math.floor(lease / 10)
 local members = redis.call('HGETALL', KEYS[1])
 for i = 1, #members, 2 do
   local h, record = members[i], members[i + 1]
   local r, d, e = string.match(record, '^(%S+) (%S+) (%S+)$')
-  if h ~= host then
-    if (not e) or tonumber(e) < now then
-      redis.call('HDEL', KEYS[1], h)
-    else
-      others = others + tonumber(r)
-      entries[#entries + 1] = tonumber(d)
-    end
+  r, d, e = within(r, 0, total), within(d, 0, total), within(e, -math.huge, latest)
+  if h == host then
+    member = true
+  elseif not (r and d and e) then
+    redis.call('HDEL', KEYS[1], h)
+    flags = 2
+  elseif e < now then
+    redis.call('HDEL', KEYS[1], h)
+  else
+    others = others + r
+    entries[#entries + 1] = d
   end
 end
 
 local pause_ms = redis.call('PTTL', KEYS[4])
 if pause_ms < 0 then pause_ms = 0 end
+if longest_pause and pause_ms > longest_pause then
+  redis.call('PEXPIRE', KEYS[4], longest_pause)
+  pause_ms = longest_pause
+  flags = flags + 4
+end
+if settling then flags = flags + 1 end
 
 if leaving then
   redis.call('HDEL', KEYS[1], host)
-  return {'0', pause_ms, settling and 1 or 0}
+  return {'0', pause_ms, flags}
+end
+
+if max_hosts and not member and #entries >= max_hosts then
+  return {'0', pause_ms, flags + 8}
 end
 
 -- Max-min fair shares by demand (water-filling): the smallest demands are met in full, the
@@ -88,4 +133,4 @@ local recorded = math.max(grant, applied)
 redis.call('HSET', KEYS[1], host,
   string.format('%.17g %.17g %d', recorded, demand, now + lease + math.floor(lease / 10)))
 redis.call('PEXPIRE', KEYS[1], keep)
-return {string.format('%.17g', grant), pause_ms, settling and 1 or 0}
+return {string.format('%.17g', grant), pause_ms, flags}

@@ -1,6 +1,7 @@
-//! A real `redis-server` (Debian's, `make redis`) for one test: on a free port, in a temporary
-//! directory, with nothing saved; stopped when dropped. It can be stopped and started again on
-//! the same port, empty, as a restart that loses the state.
+//! A real `redis-server` (Debian's, `make redis`, built with TLS) for one test: on a free port,
+//! in a temporary directory, with nothing saved; stopped when dropped. It can be stopped and
+//! started again on the same port, empty, as a restart that loses the state. It may take extra
+//! arguments (a password, ACL users), and serve TLS only, with a certificate made in the test.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -41,11 +42,21 @@ pub struct Redis {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Arguments after the port, directory and persistence ones.
+    extra: Vec<String>,
+    /// Serving TLS only (on `port`), with a certificate for 127.0.0.1 and localhost.
+    tls: bool,
 }
 
 impl Redis {
     /// Starts one on a free port.
     pub fn start() -> Redis {
+        Redis::start_with(&[], false)
+    }
+
+    /// Starts one on a free port with `extra` arguments (e.g. `--requirepass`, `--user`), on
+    /// TLS only if `tls` (its CA is at [`Redis::ca_cert`]).
+    pub fn start_with(extra: &[&str], tls: bool) -> Redis {
         assert!(
             Path::new(REDIS).is_file(),
             "{REDIS} is missing: `make redis` installs Debian's redis-server (make test does)"
@@ -58,14 +69,46 @@ impl Redis {
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             port,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            tls,
         };
+        if tls {
+            redis.make_certificates();
+        }
         redis.restart();
         redis
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/`, or `rediss://` with TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca_cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A CA, and a certificate for 127.0.0.1 and localhost that it signed, in the directory.
+    fn make_certificates(&self) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "pacer test Redis CA");
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
+            .expect("server params")
+            .signed_by(&key, &issuer)
+            .expect("server certificate");
+        let dir = self.dir.path();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("ca.pem");
+        std::fs::write(dir.join("server.pem"), cert.pem()).expect("server.pem");
+        std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("server.key");
     }
 
     /// Stops it (as a crash would: its state is gone).
@@ -79,10 +122,32 @@ impl Redis {
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.stop();
+        let port = self.port.to_string();
+        let dir = self.dir.path();
+        let listen: Vec<std::ffi::OsString> = if self.tls {
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.into(),
+                "--tls-cert-file".into(),
+                dir.join("server.pem").into(),
+                "--tls-key-file".into(),
+                dir.join("server.key").into(),
+                "--tls-ca-cert-file".into(),
+                dir.join("ca.pem").into(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]
+        } else {
+            vec!["--port".into(), port.into()]
+        };
         let child = Command::new(REDIS)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(self.dir.path())
+            .arg(dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -184,9 +184,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Share the config's limits, and the catalogue, with the other hosts of --group through
-    /// this Redis: redis://HOST:PORT/[DB].
+    /// this Redis: redis://[USER:PASSWORD@]HOST:PORT/[DB], or rediss://… for TLS. The
+    /// password is never printed.
     #[arg(long, value_name = "URL")]
     pub shared: Option<String>,
+    /// With a rediss:// --shared: check Redis's certificate against the CA certificates in
+    /// this PEM file instead of the platform's roots.
+    #[arg(long, value_name = "FILE", requires = "shared")]
+    pub redis_ca_cert: Option<PathBuf>,
     /// With --shared: the group's name; hosts with the same name share limits and work.
     #[arg(long, default_value = "pacer", requires = "shared")]
     pub group: String,
@@ -213,12 +218,16 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     if let Some(origin) = &args.origin {
         pacer_cli::tls::is_https(origin).map_err(|why| format!("--origin: {why}"))?;
     }
-    let group_options = args.shared.as_ref().map(|url| GroupOptions {
-        url: url.clone(),
-        group: args.group.clone(),
-        max_hosts: args.max_hosts,
-        lease: Duration::from_millis(args.lease_ms),
-    });
+    let group_options = match &args.shared {
+        Some(url) => Some(GroupOptions {
+            url: group::RedisUrl::parse(url)?,
+            ca_cert: args.redis_ca_cert.clone(),
+            group: args.group.clone(),
+            max_hosts: args.max_hosts,
+            lease: Duration::from_millis(args.lease_ms),
+        }),
+        None => None,
+    };
     if let Some(options) = &group_options {
         options.check()?;
     }
@@ -306,10 +315,11 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
                 FOREIGN_CEILING_PER_HOUR / 3600.0
             );
         }
-        if let (Some(group), Some(url)) = (&group, &args.shared) {
+        if let Some(group) = &group {
             say!(
-                "  sharing limits and work with group {:?} on {url} as {} (at most {} hosts)",
+                "  sharing limits and work with group {:?} on {} as {} (at most {} hosts)",
                 args.group,
+                group.url(),
                 group.host(),
                 args.max_hosts
             );
