@@ -692,6 +692,9 @@ fn announced(
     Ok(())
 }
 
+/// The name of the file that proves the output folder writable, before the process id.
+const PROBE: &str = ".pacer-write-test-";
+
 /// Saves the policy's snapshot to the state file, if the run keeps one: through its one
 /// writer, the snapshot taken in the writer's turn, so the file ends with the latest.
 fn save_state(run: &Run) -> Result<(), PipelineError> {
@@ -716,7 +719,16 @@ fn prepare_out_dir(dir: &Path, partial: &Path) -> Result<(), PipelineError> {
         reason,
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
-    let probe = dir.join(format!(".pacer-write-test-{}", std::process::id()));
+    // Probes a killed run left behind go first (a live one's is gone before it could care).
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| fail(e.to_string()))?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(PROBE) {
+            let _ = durable::remove_if_present(&entry.path());
+        }
+    }
+    let probe = dir.join(format!("{PROBE}{}", std::process::id()));
     std::fs::write(&probe, b"ok").map_err(|e| fail(format!("not writable: {e}")))?;
     let _ = std::fs::remove_file(&probe);
     let fail = |reason: String| PipelineError::OutDir {
