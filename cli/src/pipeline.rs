@@ -231,6 +231,7 @@ pub async fn run(
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     prepare_out_dir(&options.out_dir, &options.partial_dir())?;
+    let _partial_dir = RemovedIfEmpty(options.partial_dir());
     if let Some(path) = &options.state_file {
         state_file::clear_temporaries(path);
     }
@@ -288,8 +289,6 @@ pub async fn run(
             }
         }
     }
-    // Empty now unless a worker could not clean up (its next run will).
-    let _ = std::fs::remove_dir(run.options.partial_dir());
     save_state(&run)?;
     if let Some(error) = first_error {
         return Err(error);
@@ -307,6 +306,16 @@ pub async fn run(
     summary.rate_at_end = lock(&run.policy).rate(run.options.limiter)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The partial folder, removed when the run ends however it ends, if empty (it is unless a
+/// download was cut short; the next run clears it).
+struct RemovedIfEmpty(PathBuf);
+
+impl Drop for RemovedIfEmpty {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -574,10 +583,7 @@ async fn attempt(
         // Capped while streaming: no byte past the index's size reaches the disk.
         received = received.saturating_add(chunk.len() as u64);
         if received > item.size {
-            return transport(format!(
-                "body longer than the index's {} bytes",
-                item.size
-            ));
+            return transport(format!("body longer than the index's {} bytes", item.size));
         }
         let mut rest = &chunk[..];
         while !rest.is_empty() {

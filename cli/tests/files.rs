@@ -19,8 +19,7 @@ mod common;
 fn policy() -> Arc<Mutex<Policy>> {
     let runtime = common::runtime();
     let module = common::real_module(&runtime);
-    let mut policy =
-        Policy::new(&module, Box::new(SystemEnvironment::detect())).expect("instance");
+    let mut policy = Policy::new(&module, Box::new(SystemEnvironment::detect())).expect("instance");
     policy
         .configure(
             r#"{"seed":5,"limiters":[{"name":"origin","tokens_per_hour":360000,"burst":20}],
@@ -148,7 +147,11 @@ async fn names_x_and_x_partial_each_arrive_whole_in_either_order_and_survive_a_r
             "{case}: {summary:?}"
         );
         // (sha256s, not bytes, so that a failure prints two lines.)
-        let held = |name: &str| std::fs::read(out.path().join(name)).map(|b| sha256(&b)).ok();
+        let held = |name: &str| {
+            std::fs::read(out.path().join(name))
+                .map(|b| sha256(&b))
+                .ok()
+        };
         let check = |when: &str| {
             assert_eq!(held("x"), Some(sha256(&x)), "{case}, {when}: x");
             assert_eq!(
@@ -165,7 +168,11 @@ async fn names_x_and_x_partial_each_arrive_whole_in_either_order_and_survive_a_r
         check("after the run");
         // A rerun finds both verified (it once cleared every *.partial as its own leftovers).
         let again = download(options).await;
-        assert_eq!((again.skipped, again.downloaded), (2, 0), "{case}: {again:?}");
+        assert_eq!(
+            (again.skipped, again.downloaded),
+            (2, 0),
+            "{case}: {again:?}"
+        );
         check("after a rerun");
     }
 }
@@ -303,7 +310,10 @@ async fn a_body_longer_than_the_index_says_fails_without_writing_past_its_size()
             ),
             (
                 "g".to_string(),
-                format!("the origin sends {} bytes, the index says {SIZE}", SIZE + EXTRA)
+                format!(
+                    "the origin sends {} bytes, the index says {SIZE}",
+                    SIZE + EXTRA
+                )
             ),
         ]),
         "{summary:?}"
@@ -375,7 +385,10 @@ fn a_killed_run_s_state_temporaries_are_cleared() {
         BTreeSet::from([".pacer-state".to_string(), "item".to_string()])
     );
     assert_eq!(
-        state_file::load(&path).expect("ok").expect("present").snapshot,
+        state_file::load(&path)
+            .expect("ok")
+            .expect("present")
+            .snapshot,
         b"kept"
     );
 }
