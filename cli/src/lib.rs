@@ -3,9 +3,11 @@
 //! simulator's site, and the files they share.
 
 pub mod catalogue;
+pub mod durable;
 pub mod group;
 mod loopback;
 pub mod origin;
+pub mod phase;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod retry_after;

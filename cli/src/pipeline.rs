@@ -2,8 +2,10 @@
 //! allows and no faster, through pooled buffers, with nothing left that looks complete unless
 //! it is.
 //!
-//! Each file streams into `<name>.partial`, is checked against the index's sha256, fsynced and
-//! renamed; a re-run skips files already verified and finishes the rest. Before every request
+//! Each file streams into `.pacer-partial/<name>` (a folder no catalogue name can reach, since
+//! names cannot start with a dot), capped at the index's size, is checked against the index's
+//! sha256, fsynced and renamed to its name, and the folders are fsynced; a re-run skips files
+//! already verified and finishes the rest. Before every request
 //! a worker asks the policy (`next_delay`, waiting out an open circuit), and after it reports
 //! the status and any Retry-After. While memory pressure is High, workers start nothing new.
 
@@ -21,7 +23,9 @@ use pacer_host::pool::{BufferPool, PoolStats};
 use pacer_host::{HostError, Policy};
 
 use crate::catalogue::{self, Entry as Item};
+use crate::durable;
 use crate::group::{Claim, Group};
+use crate::phase::{self, Phase};
 use crate::ratelimit;
 use crate::retry_after::{self, RetryAfter};
 use crate::state_file;
@@ -57,13 +61,14 @@ pub struct PipelineOptions {
 }
 
 impl PipelineOptions {
-    /// The extension of files being downloaded: `partial`, or in a group `partial-<host>`, so
-    /// that hosts sharing one folder never touch each other's.
-    pub fn partial_extension(&self) -> String {
-        match &self.group {
-            Some(group) => format!("partial-{}", group.host()),
-            None => "partial".to_string(),
-        }
+    /// Where files being downloaded are: `.pacer-partial/` in the output folder, or in a group
+    /// `.pacer-partial-<host>/`, so that hosts sharing one folder never touch each other's. A
+    /// catalogue name cannot start with a dot, so none can reach it.
+    pub fn partial_dir(&self) -> PathBuf {
+        self.out_dir.join(match &self.group {
+            Some(group) => format!("{PARTIAL_DIR}-{}", group.host()),
+            None => PARTIAL_DIR.to_string(),
+        })
     }
 
     /// Defaults for `origin` into `out_dir`: 3 workers, limiter 0, 20 attempts per file.
@@ -83,6 +88,9 @@ impl PipelineOptions {
         }
     }
 }
+
+/// The folder of files being downloaded, inside the output folder.
+pub const PARTIAL_DIR: &str = ".pacer-partial";
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -210,6 +218,8 @@ struct Run {
     downloaded: AtomicU64,
     failed: Mutex<Vec<(String, String)>>,
     pressure_seen: Mutex<[bool; 3]>,
+    /// The one writer of the state file, if the run keeps one.
+    state: Option<state_file::Writer>,
 }
 
 /// Downloads the origin's catalogue into `options.out_dir`, paced by `policy`.
@@ -220,7 +230,11 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
-    prepare_out_dir(&options.out_dir, &options.partial_extension())?;
+    prepare_out_dir(&options.out_dir, &options.partial_dir())?;
+    let _partial_dir = RemovedIfEmpty(options.partial_dir());
+    if let Some(path) = &options.state_file {
+        state_file::clear_temporaries(path);
+    }
     let https = tls::is_https(&options.origin).map_err(PipelineError::Origin)?;
     let client = tls::client(https, options.ca_cert.as_deref()).map_err(PipelineError::Tls)?;
     let items = fetch_index(&client, &options.origin).await?;
@@ -241,6 +255,7 @@ pub async fn run(
     }
     progress.planned(queue.len(), queue.iter().map(|i| i.size).sum());
     let workers = options.workers.max(1);
+    let state = options.state_file.clone().map(state_file::Writer::new);
     let run = Arc::new(Run {
         options,
         client,
@@ -260,6 +275,7 @@ pub async fn run(
         downloaded: AtomicU64::new(0),
         failed: Mutex::new(Vec::new()),
         pressure_seen: Mutex::new([false; 3]),
+        state,
     });
     let tasks: Vec<_> = (0..workers)
         .map(|w| tokio::spawn(worker(Arc::clone(&run), w)))
@@ -293,6 +309,16 @@ pub async fn run(
     summary.rate_at_end = lock(&run.policy).rate(run.options.limiter)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The partial folder, removed when the run ends however it ends, if empty (it is unless a
+/// download was cut short; the next run clears it).
+struct RemovedIfEmpty(PathBuf);
+
+impl Drop for RemovedIfEmpty {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -468,8 +494,9 @@ async fn wait_out_circuit(run: &Run, id: usize, retry_in: u64) {
     tokio::time::sleep(Duration::from_nanos(retry_in.max(1_000_000))).await;
 }
 
-/// One attempt: stream into `<name>.partial`, verify, fsync, rename. `Ok(Err(..))` is a
-/// failed attempt (retried); `Err(..)` ends the run (the output directory failed).
+/// One attempt: stream into the partial folder, verify, fsync, rename, fsync the folders.
+/// `Ok(Err(..))` is a failed attempt (retried); `Err(..)` ends the run (the output directory
+/// failed).
 async fn download(
     run: &Run,
     id: usize,
@@ -477,10 +504,7 @@ async fn download(
     grant: u64,
 ) -> Result<Result<(), Failure>, PipelineError> {
     let target = run.options.out_dir.join(&item.name);
-    let partial =
-        run.options
-            .out_dir
-            .join(format!("{}.{}", item.name, run.options.partial_extension()));
+    let partial = run.options.partial_dir().join(&item.name);
     let result = attempt(run, id, item, grant, &partial, &target).await;
     if !matches!(result, Ok(Ok(()))) {
         let _ = tokio::fs::remove_file(&partial).await;
@@ -534,20 +558,36 @@ async fn attempt(
             reason: format!("HTTP {status}"),
         }));
     }
+    // A body that cannot be the file is refused before anything is written.
+    if let Some(length) = response.content_length().filter(|n| *n != item.size) {
+        return transport(format!(
+            "the origin sends {length} bytes, the index says {}",
+            item.size
+        ));
+    }
     let out_error = |e: std::io::Error| PipelineError::OutDir {
         path: partial.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut file = tokio::fs::File::create(partial).await.map_err(out_error)?;
+    // (Left by nothing but a crash between two attempts; the folder is this run's own.)
+    durable::remove_if_present(partial).map_err(out_error)?;
+    let mut file = durable::create_new_async(partial)
+        .await
+        .map_err(out_error)?;
     let mut hasher = Sha256::new();
     let mut buffer = run.pool.rent();
-    let (mut filled, mut total) = (0usize, 0u64);
+    let (mut filled, mut total, mut received) = (0usize, 0u64, 0u64);
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(error) => return transport(format!("body cut off after {total} bytes: {error}")),
         };
+        // Capped while streaming: no byte past the index's size reaches the disk.
+        received = received.saturating_add(chunk.len() as u64);
+        if received > item.size {
+            return transport(format!("body longer than the index's {} bytes", item.size));
+        }
         let mut rest = &chunk[..];
         while !rest.is_empty() {
             let n = rest.len().min(buffer.len() - filled);
@@ -559,6 +599,7 @@ async fn attempt(
                 total += filled as u64;
                 run.progress.advanced(id, filled as u64);
                 filled = 0;
+                phase::reached_async(Phase::Stream, &item.name).await;
             }
         }
     }
@@ -572,14 +613,21 @@ async fn attempt(
             "verification failed: {total} bytes, sha256 {digest}"
         ));
     }
+    // Durable before it has its name: a crash never leaves the name with missing bytes.
+    phase::reached_async(Phase::Fsync, &item.name).await;
     file.sync_all().await.map_err(out_error)?;
     drop(file);
+    phase::reached_async(Phase::Rename, &item.name).await;
     tokio::fs::rename(partial, target)
         .await
         .map_err(out_error)?;
-    // The rename itself must survive a crash: sync the directory entry too.
-    if let Ok(dir) = std::fs::File::open(&run.options.out_dir) {
-        let _ = dir.sync_all();
+    // The rename itself must survive a crash: sync both directory entries too.
+    phase::reached_async(Phase::DirSync, &item.name).await;
+    for dir in [&run.options.out_dir, &run.options.partial_dir()] {
+        durable::sync_dir(dir).map_err(|e| PipelineError::OutDir {
+            path: dir.clone(),
+            reason: format!("syncing the folder: {e}"),
+        })?;
     }
     run.bytes.fetch_add(total, Relaxed);
     Ok(Ok(()))
@@ -653,37 +701,57 @@ fn announced(
     Ok(())
 }
 
-/// Creates the directory, proves it writable, and clears partial files of an earlier run (its
-/// own kind only: in a folder hosts of a group share, each host's partial files are its own).
-/// Saves the policy's snapshot to the state file, if the run keeps one.
+/// The name of the file that proves the output folder writable, before the process id.
+const PROBE: &str = ".pacer-write-test-";
+
+/// Saves the policy's snapshot to the state file, if the run keeps one: through its one
+/// writer, the snapshot taken in the writer's turn, so the file ends with the latest.
 fn save_state(run: &Run) -> Result<(), PipelineError> {
-    let Some(path) = &run.options.state_file else {
+    let Some(writer) = &run.state else {
         return Ok(());
     };
+    let turn = writer.turn();
     let snapshot = lock(&run.policy).snapshot()?;
-    state_file::save(path, &snapshot).map_err(|e| PipelineError::OutDir {
-        path: path.clone(),
+    turn.save(&snapshot).map_err(|e| PipelineError::OutDir {
+        path: writer.path().to_path_buf(),
         reason: format!("saving the policy's state: {e}"),
     })
 }
 
-fn prepare_out_dir(dir: &Path, partial: &str) -> Result<(), PipelineError> {
+/// Creates the directory, proves it writable, and gives the run an empty partial folder of its
+/// own (an earlier run's partial files are cleared; in a folder hosts of a group share, each
+/// host has its own). Whatever held the folder's name, a symlink included, is removed, never
+/// followed.
+fn prepare_out_dir(dir: &Path, partial: &Path) -> Result<(), PipelineError> {
     let fail = |reason: String| PipelineError::OutDir {
         path: dir.to_path_buf(),
         reason,
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
-    let probe = dir.join(format!(".pacer-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"ok").map_err(|e| fail(format!("not writable: {e}")))?;
-    let _ = std::fs::remove_file(&probe);
+    // Probes a killed run left behind go first (a live one's is gone before it could care).
     for entry in std::fs::read_dir(dir)
         .map_err(|e| fail(e.to_string()))?
         .flatten()
     {
-        if entry.path().extension().is_some_and(|e| e == partial) {
-            let _ = std::fs::remove_file(entry.path());
+        if entry.file_name().to_string_lossy().starts_with(PROBE) {
+            let _ = durable::remove_if_present(&entry.path());
         }
     }
+    let probe = dir.join(format!("{PROBE}{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| fail(format!("not writable: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    let fail = |reason: String| PipelineError::OutDir {
+        path: partial.to_path_buf(),
+        reason,
+    };
+    match std::fs::symlink_metadata(partial) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(partial),
+        Ok(_) => std::fs::remove_file(partial),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| fail(format!("cannot clear an earlier run's partial files: {e}")))?;
+    std::fs::create_dir(partial).map_err(|e| fail(format!("cannot create: {e}")))?;
     Ok(())
 }
 
@@ -710,15 +778,16 @@ async fn fetch_index(client: &reqwest::Client, origin: &str) -> Result<Vec<Item>
     catalogue::parse(&text).map_err(PipelineError::Index)
 }
 
-/// True when `path` holds exactly the item's bytes.
+/// True when `path` is a regular file (not a symlink to one) holding exactly the item's
+/// bytes.
 async fn verified(path: &Path, item: &Item) -> bool {
     let path = path.to_path_buf();
     let expected = item.clone();
     tokio::task::spawn_blocking(move || {
-        let Ok(metadata) = std::fs::metadata(&path) else {
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else {
             return false;
         };
-        if metadata.len() != expected.size {
+        if !metadata.is_file() || metadata.len() != expected.size {
             return false;
         }
         let Ok(mut file) = std::fs::File::open(&path) else {

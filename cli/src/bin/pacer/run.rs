@@ -350,7 +350,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     let outcome = tokio::select! {
         outcome = download => outcome,
         _ = tokio::signal::ctrl_c() => {
-            return Err(format!("interrupted: finished files are in {}; partial ones end in .partial and are fetched again by the next run", args.out.display()));
+            return Err(format!("interrupted: finished files are in {}; partial ones (in .pacer-partial/) are fetched again by the next run", args.out.display()));
         }
     };
     if let Some(bars) = &bars {
