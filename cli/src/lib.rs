@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod group;
+pub mod http;
 mod loopback;
 pub mod origin;
 pub mod pipeline;
