@@ -725,7 +725,7 @@ async fn fetch_index(
         match tls::failure(url.as_str(), &e) {
             Some(why) => PipelineError::Tls(why),
             None => PipelineError::Origin(format!(
-                "{url}: {}",
+                "cannot reach {url}: {}",
                 http::describe(&e, sent.elapsed(), options)
             )),
         }

@@ -71,8 +71,7 @@ fn stalling_origin(stall: Stall) -> RawOrigin {
 fn policy() -> Arc<Mutex<Policy>> {
     let runtime = common::runtime();
     let module = common::real_module(&runtime);
-    let mut policy =
-        Policy::new(&module, Box::new(SystemEnvironment::detect())).expect("instance");
+    let mut policy = Policy::new(&module, Box::new(SystemEnvironment::detect())).expect("instance");
     policy
         .configure(&format!(
             r#"{{"limiters":[{{"name":"origin","tokens_per_hour":36000,"burst":3}}],
@@ -128,7 +127,11 @@ fn assert_failed_by_stall(
     );
     assert_eq!(summary.requests, u64::from(ATTEMPTS), "{summary:?}");
     assert_eq!(summary.retries, u64::from(ATTEMPTS - 1), "{summary:?}");
-    assert_eq!(origin.count("/files/"), ATTEMPTS as usize, "every attempt reached it");
+    assert_eq!(
+        origin.count("/files/"),
+        ATTEMPTS as usize,
+        "every attempt reached it"
+    );
     // ATTEMPTS failures in a row open the circuit: the policy heard every one.
     let schedule = policy
         .lock()
@@ -253,7 +256,11 @@ async fn the_same_deadlines_let_a_prompt_origin_through() {
     // above see the stall and not the set-up.
     let index = raw::index(&[("f0", &BODY)]);
     let origin = RawOrigin::start(move |path: &str, conn: &mut dyn Conn| {
-        let body: &[u8] = if path == "/index.json" { index.as_bytes() } else { &BODY };
+        let body: &[u8] = if path == "/index.json" {
+            index.as_bytes()
+        } else {
+            &BODY
+        };
         raw::respond(conn, 200, "", body);
     });
     let out = tempfile::tempdir().expect("tempdir");
@@ -266,7 +273,11 @@ async fn the_same_deadlines_let_a_prompt_origin_through() {
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!((summary.downloaded, summary.requests), (1, 1), "{summary:?}");
+    assert_eq!(
+        (summary.downloaded, summary.requests),
+        (1, 1),
+        "{summary:?}"
+    );
     assert_eq!(std::fs::read(out.path().join("f0")).expect("f0"), BODY);
     let schedule = policy
         .lock()

@@ -24,8 +24,7 @@ const BODY: &[u8] = b"the one file's bytes\n";
 fn policy() -> Arc<Mutex<Policy>> {
     let runtime = common::runtime();
     let module = common::real_module(&runtime);
-    let mut policy =
-        Policy::new(&module, Box::new(SystemEnvironment::detect())).expect("instance");
+    let mut policy = Policy::new(&module, Box::new(SystemEnvironment::detect())).expect("instance");
     policy
         .configure(
             r#"{"limiters":[{"name":"origin","tokens_per_hour":36000,"burst":3}],
@@ -106,7 +105,11 @@ async fn a_redirect_within_the_origin_is_followed_unless_redirects_are_off() {
     let (out, result) = run(&origin.url, Redirects::None, None).await;
     refused(&result, &["redirects are not followed", "--redirects none"]);
     assert!(!out.path().join("f0").exists());
-    assert_eq!(origin.count("/real/f0"), 1, "the refused redirect was not fetched");
+    assert_eq!(
+        origin.count("/real/f0"),
+        1,
+        "the refused redirect was not fetched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +232,10 @@ async fn an_index_past_the_size_cap_is_refused_whether_or_not_it_says_its_length
         let (_out, result) = run(&origin.url, Redirects::SameOrigin, None).await;
         match result {
             Err(PipelineError::Index(why)) => {
-                assert!(why.contains(&format!("longer than the {cap} bytes")), "{why}")
+                assert!(
+                    why.contains(&format!("longer than the {cap} bytes")),
+                    "{why}"
+                )
             }
             other => panic!("{}: expected the index refused, got {other:?}", origin.url),
         }
@@ -404,8 +410,14 @@ fn counts_and_sizes_from_flags_and_config_are_capped_by_name() {
     let out = out.to_str().expect("utf-8");
     let small = ["--files", "1", "--file-size", "10"];
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--workers", "0"], "--workers: must be from 1 to 256, got 0"),
-        (vec!["--workers", "257"], "--workers: must be from 1 to 256, got 257"),
+        (
+            vec!["--workers", "0"],
+            "--workers: must be at least 1, got 0",
+        ),
+        (
+            vec!["--workers", "257"],
+            "--workers: must be at most 256, got 257",
+        ),
         (vec!["--files", "100001"], "--files: must be at most 100000"),
         (
             vec!["--file-size", "1073741825"],

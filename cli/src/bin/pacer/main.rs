@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Download a catalogue, paced by the policy: from the embedded origin unless --origin.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Serve the embedded origin alone.
     Origin {
         /// Port on 127.0.0.1.

@@ -319,9 +319,12 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
 }
 
 async fn run_async(args: &RunArgs) -> Result<(), String> {
-    if !(1..=MAX_WORKERS).contains(&args.workers) {
+    if args.workers == 0 {
+        return Err("--workers: must be at least 1, got 0".into());
+    }
+    if args.workers > MAX_WORKERS {
         return Err(format!(
-            "--workers: must be from 1 to {MAX_WORKERS}, got {}",
+            "--workers: must be at most {MAX_WORKERS}, got {}",
             args.workers
         ));
     }
