@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod durable;
 pub mod group;
+pub mod http;
 mod loopback;
 pub mod origin;
 pub mod phase;

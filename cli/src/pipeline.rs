@@ -26,6 +26,7 @@ use crate::catalogue::{self, Entry as Item};
 use crate::durable;
 use crate::group::{Claim, Group};
 use crate::phase::{self, Phase};
+use crate::http::{self, HttpOptions};
 use crate::ratelimit;
 use crate::retry_after::{self, RetryAfter};
 use crate::state_file;
@@ -58,6 +59,8 @@ pub struct PipelineOptions {
     pub ca_cert: Option<PathBuf>,
     /// The group this host shares its limits and its work with (`pacer run --shared`).
     pub group: Option<Arc<Group>>,
+    /// Deadlines for every request, and which redirects are followed.
+    pub http: HttpOptions,
 }
 
 impl PipelineOptions {
@@ -85,6 +88,7 @@ impl PipelineOptions {
             max_retry_after: Duration::from_secs(300),
             ca_cert: None,
             group: None,
+            http: HttpOptions::default(),
         }
     }
 }
@@ -146,6 +150,9 @@ pub enum PipelineError {
     /// HTTPS cannot work: an untrusted certificate, a failed handshake, a bad `--ca-cert`.
     /// Retrying would not help, so the run stops.
     Tls(String),
+    /// The origin redirected somewhere `--redirects` does not allow. Retrying would not help
+    /// either.
+    Redirect(String),
 }
 
 impl std::fmt::Display for PipelineError {
@@ -155,7 +162,7 @@ impl std::fmt::Display for PipelineError {
             PipelineError::Index(why) => write!(f, "origin index: {why}"),
             PipelineError::OutDir { path, reason } => write!(f, "{}: {reason}", path.display()),
             PipelineError::Policy(error) => write!(f, "policy: {error}"),
-            PipelineError::Tls(why) => write!(f, "{why}"),
+            PipelineError::Tls(why) | PipelineError::Redirect(why) => write!(f, "{why}"),
         }
     }
 }
@@ -235,9 +242,11 @@ pub async fn run(
     if let Some(path) = &options.state_file {
         state_file::clear_temporaries(path);
     }
-    let https = tls::is_https(&options.origin).map_err(PipelineError::Origin)?;
-    let client = tls::client(https, options.ca_cert.as_deref()).map_err(PipelineError::Tls)?;
-    let items = fetch_index(&client, &options.origin).await?;
+    let origin = http::origin_url(&options.origin).map_err(PipelineError::Origin)?;
+    options.http.check().map_err(PipelineError::Origin)?;
+    let client = http::client(&origin, options.ca_cert.as_deref(), &options.http)
+        .map_err(PipelineError::Tls)?;
+    let items = fetch_index(&client, &origin, &options.http).await?;
     if let Some(group) = &options.group {
         group.set_catalogue(&items);
     }
@@ -253,7 +262,9 @@ pub async fn run(
             queue.push_back(item);
         }
     }
-    progress.planned(queue.len(), queue.iter().map(|i| i.size).sum());
+    // The index's sizes sum within a u64 (catalogue::parse checks), so these do too.
+    let planned_bytes = queue.iter().fold(0u64, |sum, i| sum.saturating_add(i.size));
+    progress.planned(queue.len(), planned_bytes);
     let workers = options.workers.max(1);
     let state = options.state_file.clone().map(state_file::Writer::new);
     let run = Arc::new(Run {
@@ -527,17 +538,28 @@ async fn attempt(
             reason,
         }))
     };
-    let url = format!("{}/files/{}", run.options.origin, item.name);
+    let origin = http::origin_url(&run.options.origin).map_err(PipelineError::Origin)?;
+    let url = http::url(&origin, &["files", &item.name]);
     let request = run
         .client
-        .get(&url)
+        .get(url.clone())
         .header("x-client", &run.options.client_id);
+    // The client's deadlines bound every wait below: a stall is a failure, never a hang.
+    let sent = Instant::now();
     let mut response = match request.send().await {
         Ok(response) => response,
-        Err(error) => match tls::failure(&url, &error) {
-            Some(why) => return Err(PipelineError::Tls(why)),
-            None => return transport(format!("request failed: {}", tls::chain(&error))),
-        },
+        Err(error) => {
+            if let Some(why) = http::refused_redirect(&error) {
+                return Err(PipelineError::Redirect(why));
+            }
+            return match tls::failure(url.as_str(), &error) {
+                Some(why) => Err(PipelineError::Tls(why)),
+                None => transport(format!(
+                    "request failed: {}",
+                    http::describe(&error, sent.elapsed(), &run.options.http)
+                )),
+            };
+        }
     };
     let status = response.status().as_u16();
     announced(run, response.headers(), grant)?;
@@ -581,7 +603,11 @@ async fn attempt(
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(error) => return transport(format!("body cut off after {total} bytes: {error}")),
+            Err(error) => {
+                let why = http::describe(&error, sent.elapsed(), &run.options.http);
+                let total = total + filled as u64;
+                return transport(format!("body cut off after {total} bytes: {why}"));
+            }
         };
         // Capped while streaming: no byte past the index's size reaches the disk.
         received = received.saturating_add(chunk.len() as u64);
@@ -755,26 +781,54 @@ fn prepare_out_dir(dir: &Path, partial: &Path) -> Result<(), PipelineError> {
     Ok(())
 }
 
-async fn fetch_index(client: &reqwest::Client, origin: &str) -> Result<Vec<Item>, PipelineError> {
-    let url = format!("{origin}/index.json");
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| match tls::failure(&url, &e) {
+/// The origin's index, read up to [`catalogue::MAX_INDEX_BYTES`] and parsed.
+async fn fetch_index(
+    client: &reqwest::Client,
+    origin: &reqwest::Url,
+    options: &HttpOptions,
+) -> Result<Vec<Item>, PipelineError> {
+    let url = http::url(origin, &["index.json"]);
+    let sent = Instant::now();
+    let failed = |e: reqwest::Error| {
+        if let Some(why) = http::refused_redirect(&e) {
+            return PipelineError::Redirect(why);
+        }
+        match tls::failure(url.as_str(), &e) {
             Some(why) => PipelineError::Tls(why),
-            None => PipelineError::Origin(format!("cannot reach {url}: {}", tls::chain(&e))),
-        })?;
+            None => PipelineError::Origin(format!(
+                "cannot reach {url}: {}",
+                http::describe(&e, sent.elapsed(), options)
+            )),
+        }
+    };
+    let mut response = client.get(url.clone()).send().await.map_err(failed)?;
     if !response.status().is_success() {
         return Err(PipelineError::Origin(format!(
             "{url} answered HTTP {}",
             response.status().as_u16()
         )));
     }
-    let text = response
-        .text()
-        .await
-        .map_err(|e| PipelineError::Origin(format!("{url}: {e}")))?;
+    let too_long = || {
+        PipelineError::Index(format!(
+            "longer than the {} bytes a catalogue may have",
+            catalogue::MAX_INDEX_BYTES
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > catalogue::MAX_INDEX_BYTES as u64)
+    {
+        return Err(too_long());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        if bytes.len() + chunk.len() > catalogue::MAX_INDEX_BYTES {
+            return Err(too_long());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|e| PipelineError::Index(format!("not UTF-8: {e}")))?;
     catalogue::parse(&text).map_err(PipelineError::Index)
 }
 

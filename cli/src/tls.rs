@@ -3,7 +3,6 @@
 //! transient one, so a certificate nobody trusts ends the run instead of being retried.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rustls::CertificateError;
 
@@ -18,10 +17,14 @@ pub fn is_https(origin: &str) -> Result<bool, String> {
     }
 }
 
-/// The client for an origin. An https one is verified against the platform's roots plus the
-/// PEM certificates in `ca_cert`; a plain http one needs no roots, so it works on a machine
-/// without any.
-pub fn client(https: bool, ca_cert: Option<&Path>) -> Result<reqwest::Client, String> {
+/// The client `builder` (its timeouts and redirect rule set by [`crate::http`]) finished for
+/// an origin. An https one is verified against the platform's roots plus the PEM certificates
+/// in `ca_cert`; a plain http one needs no roots, so it works on a machine without any.
+pub fn client(
+    builder: reqwest::ClientBuilder,
+    https: bool,
+    ca_cert: Option<&Path>,
+) -> Result<reqwest::Client, String> {
     // reqwest takes the process's default provider; the first call installs ring's (a later
     // call, or an embedder's own choice, finds one there and leaves it).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -29,7 +32,6 @@ pub fn client(https: bool, ca_cert: Option<&Path>) -> Result<reqwest::Client, St
         Some(path) => read_certificates(path)?,
         None => Vec::new(),
     };
-    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
     let builder = if https {
         builder.tls_certs_merge(extra_roots)
     } else {

@@ -261,7 +261,7 @@ fn thirty_kill_9s_at_random_moments_leave_no_wrong_bytes_and_a_clean_finish() {
     let url = origin.url();
     let index_text = runtime
         .block_on(async {
-            let client = pacer_cli::tls::client(false, None).expect("client");
+            let client = reqwest::Client::new();
             client
                 .get(format!("{url}/index.json"))
                 .send()

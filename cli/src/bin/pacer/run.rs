@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use pacer_cli::group::{self, Group, GroupOptions};
+use pacer_cli::http::{self, HttpOptions, Redirects};
 use pacer_cli::origin::{Announce, LimitScope, Origin, OriginOptions};
 use pacer_cli::pipeline::{self, PipelineOptions, Progress, Summary};
 use pacer_cli::state_file;
@@ -84,6 +85,69 @@ fn schedule(text: &str) -> Result<Vec<(Duration, f64)>, String> {
     Ok(steps)
 }
 
+/// `--redirects`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectArg {
+    /// Follow none.
+    None,
+    /// Only to the origin's own scheme, host and port.
+    SameOrigin,
+    /// To any host, never from https to plain http.
+    AnyHost,
+    /// Anywhere, https to plain http included.
+    Insecure,
+}
+
+impl RunArgs {
+    /// The HTTP client's deadlines and redirect rule, checked; errors name the flag.
+    fn http(&self) -> Result<HttpOptions, String> {
+        let options = HttpOptions {
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            redirects: match self.redirects {
+                RedirectArg::None => Redirects::None,
+                RedirectArg::SameOrigin => Redirects::SameOrigin,
+                RedirectArg::AnyHost => Redirects::AnyHost,
+                RedirectArg::Insecure => Redirects::Insecure,
+            },
+        };
+        options.check()?;
+        Ok(options)
+    }
+}
+
+/// The config's pool section within what `pacer run` will allocate for `workers`; errors name
+/// the field (or the flag).
+fn bounded_pool(config: &str, workers: usize) -> Result<pacer::config::PoolConfig, String> {
+    // The policy's configure has validated the config; this adds the host's own caps.
+    let pool = pacer::Config::from_json(config)
+        .map(|c| c.pool)
+        .unwrap_or_default();
+    if pool.buffer_size > MAX_BUFFER_SIZE {
+        return Err(format!(
+            "config: pool.buffer_size: must be at most {MAX_BUFFER_SIZE} (16 MiB), got {}",
+            pool.buffer_size
+        ));
+    }
+    if pool.max_buffers > MAX_POOL_BUFFERS {
+        return Err(format!(
+            "config: pool.max_buffers: must be at most {MAX_POOL_BUFFERS}, got {}",
+            pool.max_buffers
+        ));
+    }
+    // Each worker rents one buffer at a time, so no more than `workers` ever exist (idle ones
+    // included); both factors are capped, so the product fits.
+    let bytes = workers as u64 * pool.buffer_size;
+    if bytes > MAX_BUFFER_BYTES {
+        return Err(format!(
+            "--workers {workers} x config pool.buffer_size {}: {bytes} bytes of buffers, more \
+             than {MAX_BUFFER_BYTES} (1 GiB)",
+            pool.buffer_size
+        ));
+    }
+    Ok(pool)
+}
+
 /// `--announce`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Headers {
@@ -104,8 +168,43 @@ pub enum Scope {
     Global,
 }
 
+/// `--files` at most: the catalogue's own cap.
+const MAX_FILES: usize = pacer_cli::catalogue::MAX_ENTRIES;
+/// `--file-size` at most: 1 GiB.
+const MAX_FILE_SIZE: u64 = 1 << 30;
+/// `--files` × `--file-size` at most: 16 GiB (the origin hashes it all when it starts).
+const MAX_CATALOGUE_BYTES: u64 = 16 << 30;
+/// `--workers` at most.
+const MAX_WORKERS: usize = 256;
+/// `pool.buffer_size` at most: 16 MiB.
+const MAX_BUFFER_SIZE: u64 = 16 << 20;
+/// `pool.max_buffers` at most.
+const MAX_POOL_BUFFERS: u32 = 4096;
+/// Bytes of buffers at once (one per worker) at most: 1 GiB.
+const MAX_BUFFER_BYTES: u64 = 1 << 30;
+
 impl OriginArgs {
     fn options(&self) -> Result<OriginOptions, String> {
+        if self.files > MAX_FILES {
+            return Err(format!(
+                "--files: must be at most {MAX_FILES}, got {}",
+                self.files
+            ));
+        }
+        if self.file_size > MAX_FILE_SIZE {
+            return Err(format!(
+                "--file-size: must be at most {MAX_FILE_SIZE} (1 GiB), got {}",
+                self.file_size
+            ));
+        }
+        // Both within their caps: the product fits in a u64.
+        let catalogue = self.files as u64 * self.file_size;
+        if catalogue > MAX_CATALOGUE_BYTES {
+            return Err(format!(
+                "--files x --file-size: {catalogue} bytes, more than the embedded origin's \
+                 {MAX_CATALOGUE_BYTES} (16 GiB)"
+            ));
+        }
         if !(pacer::quota::MIN_TOKENS_PER_HOUR..=pacer::quota::MAX_TOKENS_PER_HOUR)
             .contains(&self.origin_rate)
         {
@@ -177,9 +276,22 @@ pub struct RunArgs {
     /// Where the files go; a re-run skips files already verified.
     #[arg(long, default_value = "pacer-downloads")]
     pub out: PathBuf,
-    /// Downloads at once.
+    /// Downloads at once (1 to 256).
     #[arg(long, default_value_t = 3)]
     pub workers: usize,
+    /// The longest silence allowed between bytes of a response (and before its headers), in
+    /// milliseconds; a longer one fails the attempt, which is retried. 1 ms to a day.
+    #[arg(long, value_name = "MS", default_value_t = http::DEFAULT_READ_TIMEOUT.as_millis() as u64)]
+    pub read_timeout_ms: u64,
+    /// One attempt's whole deadline, from connecting to the last byte, in milliseconds; an
+    /// attempt still running then fails and is retried. 1 ms to a day.
+    #[arg(long, value_name = "MS", default_value_t = http::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64)]
+    pub request_timeout_ms: u64,
+    /// Which redirects to follow: none; same-origin (the origin's own scheme, host and port);
+    /// any-host (never from https to plain http); insecure (anywhere). A refused one stops
+    /// the run.
+    #[arg(long, value_enum, default_value_t = RedirectArg::SameOrigin)]
+    pub redirects: RedirectArg,
     /// Print the summary as JSON, and no progress bars.
     #[arg(long)]
     pub json: bool,
@@ -215,9 +327,16 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     if args.workers == 0 {
         return Err("--workers: must be at least 1, got 0".into());
     }
-    if let Some(origin) = &args.origin {
-        pacer_cli::tls::is_https(origin).map_err(|why| format!("--origin: {why}"))?;
+    if args.workers > MAX_WORKERS {
+        return Err(format!(
+            "--workers: must be at most {MAX_WORKERS}, got {}",
+            args.workers
+        ));
     }
+    if let Some(origin) = &args.origin {
+        http::origin_url(origin).map_err(|why| format!("--origin: {why}"))?;
+    }
+    let http_options = args.http()?;
     let group_options = match &args.shared {
         Some(url) => Some(GroupOptions {
             url: group::RedisUrl::parse(url)?,
@@ -291,10 +410,9 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
         )),
         None => None,
     };
-    // The pool section is validated by the core's own parser (defaults: 20 x 81,920 bytes).
-    let pool_config = pacer::Config::from_json(&config)
-        .map(|c| c.pool)
-        .unwrap_or_default();
+    // The pool section is validated by the core's own parser (defaults: 20 x 81,920 bytes),
+    // then against what this host will allocate.
+    let pool_config = bounded_pool(&config, args.workers)?;
     let pool = BufferPool::new(
         usize::try_from(pool_config.buffer_size).unwrap_or(usize::MAX),
         pool_config.max_buffers as usize,
@@ -339,6 +457,7 @@ async fn run_async(args: &RunArgs) -> Result<(), String> {
     };
     let mut options = PipelineOptions::new(url.clone(), &args.out);
     options.workers = args.workers;
+    options.http = http_options;
     options.state_file = keeps_state.then(|| state_path.clone());
     options.ca_cert.clone_from(&args.ca_cert);
     options.group.clone_from(&group);
