@@ -261,7 +261,8 @@ fn thirty_kill_9s_at_random_moments_leave_no_wrong_bytes_and_a_clean_finish() {
     let url = origin.url();
     let index_text = runtime
         .block_on(async {
-            let client = reqwest::Client::new();
+            let client =
+                pacer_cli::tls::client(reqwest::Client::builder(), false, None).expect("client");
             client
                 .get(format!("{url}/index.json"))
                 .send()
