@@ -146,6 +146,8 @@ fn cost_of(fraction: f64, burst: u32) -> u32 {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     #[test]
     fn no_window_grants_more_than_burst_plus_elapsed_over_interval(
         quota in any_quota(), steps in steps(), greedy in any::<bool>()
@@ -290,6 +292,8 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     /// The share of the burst in use is the exact share to within 1 ppm, and exact at empty
     /// and full, from one token a year to one per ns and bursts up to 2^31 - 1.
     #[test]
