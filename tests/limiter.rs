@@ -180,11 +180,17 @@ proptest! {
         }
         let cost = cost_of(cost, quota.burst());
         let now = clock.now();
-        if let Decision::Wait(wait) = limiter.try_acquire(now, cost).expect("valid") {
-            prop_assert_eq!(limiter.wait_time(now, cost), Ok(wait));
-            let mut early = limiter.clone();
-            prop_assert!(!early.try_acquire(now + wait - 1, cost).expect("valid").is_admitted());
-            prop_assert_eq!(limiter.try_acquire(now + wait, cost), Ok(Decision::Admit));
+        // Asked before acquiring, so an admitted case checks something too: no wait.
+        let asked = limiter.wait_time(now, cost);
+        match limiter.try_acquire(now, cost).expect("valid") {
+            Decision::Admit => prop_assert_eq!(asked, Ok(0)),
+            Decision::Wait(wait) => {
+                prop_assert_eq!(asked, Ok(wait));
+                prop_assert_eq!(limiter.wait_time(now, cost), Ok(wait));
+                let mut early = limiter.clone();
+                prop_assert!(!early.try_acquire(now + wait - 1, cost).expect("valid").is_admitted());
+                prop_assert_eq!(limiter.try_acquire(now + wait, cost), Ok(Decision::Admit));
+            }
         }
     }
 
