@@ -7,7 +7,8 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 
 .PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
-	browser-tests doc wasm www wasm-bindgen-cli chromium nginx redis ca-certificates examples
+	browser-tests doc wasm www wasm-bindgen-cli chromium nginx redis ca-certificates examples \
+	ci-switches budgets
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -33,8 +34,35 @@ schedule:
 
 ## test: formatting, clippy (native + wasm32), the modules, all Rust tests and doctests (the
 ## host's replay dist/pacer.wasm in wasmtime), the Node conformance runner, the page in
-## headless Chromium, docs
-test: setup fmt-check clippy wasm-check wasm unit-tests node-tests examples www browser-tests doc
+## headless Chromium, docs, the two wasm byte budgets
+test: ci-switches setup fmt-check clippy wasm-check wasm unit-tests node-tests examples www browser-tests doc \
+	budgets
+
+## ci-switches: under CI (`CI` set, as CI services and .ci/run set it) no switch may shrink a
+## check: PACER_BLESS (rewrites expected files) is refused, and so is a count or time budget
+## below its default. The tests refuse them too; this also covers proptest blocks outside
+## tests/ (PROPTEST_CASES, default 256) and says so before anything builds.
+CI_FLOORS := PROPTEST_CASES:256 PACER_BUCKET_SECONDS:60 PACER_GROUP_CASES:64
+ci-switches:
+	@case "$${CI:-}" in ""|0|false) exit 0;; esac; \
+	refused=; \
+	[ -z "$${PACER_BLESS+set}" ] || refused="$$refused PACER_BLESS (rewrites expected files);"; \
+	for floor in $(CI_FLOORS); do \
+		name=$${floor%%:*}; least=$${floor##*:}; value=$$(printenv "$$name") || continue; \
+		[[ "$$value" =~ ^[0-9]+$$ ]] && (( 10#$$value >= least )) || \
+			refused="$$refused $$name=$$value (must be a whole number of at least $$least);"; \
+	done; \
+	[ -z "$$refused" ] || { echo "refused because CI is set (CI runs every check in full):$$refused unset them" >&2; exit 1; }
+
+## budgets: the policy module and the page's wasm within their byte budgets (BENCHMARKS.md)
+MODULE_WASM_BUDGET := 98304
+PAGE_WASM_BUDGET := 102400
+budgets: wasm www
+	@within() { size=$$(stat -c %s "$$1") || exit 1; \
+		if (( size > $$2 )); then \
+			echo "$$1: $$size bytes, over its budget of $$2 bytes by $$(( size - $$2 ))" >&2; exit 1; fi; \
+		echo "$$1: $$size bytes, budget $$2 ($$(( $$2 - size )) to spare)"; }; \
+	within dist/pacer.wasm $(MODULE_WASM_BUDGET) && within www/pkg/pacer_www_bg.wasm $(PAGE_WASM_BUDGET)
 
 ## setup: the wasm32 target (asks rustup only when it is missing)
 setup:
@@ -133,8 +161,13 @@ wasm-check: setup
 
 unit-tests: wasm nginx redis ca-certificates
 	$(CARGO) test --workspace --locked
-	@# The bucket rule's property test: as many random sequences as fit in 60 s, with the count.
-	$(CARGO) test -p pacer --test bucket_rule --locked -- --ignored --nocapture
+	@# The bucket rule's property test: as many random sequences as fit in 60 s and never fewer
+	@# than 100,000, with the count. The count must be printed: a test filtered away or renamed
+	@# would pass having run nothing.
+	set -o pipefail; $(CARGO) test -p pacer --test bucket_rule --locked -- --ignored --nocapture \
+		--exact the_bucket_rule_holds_in_every_window_across_everything | tee target/bucket-rule.log
+	@grep -q 'bucket rule: 0 violations in [0-9]' target/bucket-rule.log || \
+		{ echo "the bucket rule printed no count: it did not run" >&2; exit 1; }
 
 ## examples: the three embedding examples, each against dist/pacer.wasm: Rust (pacer-host,
 ## 16 tokio tasks), Node's WebAssembly (the example in ABI.md), Python (PyPI's wasmtime)

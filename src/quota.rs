@@ -279,6 +279,12 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        // At least 256 cases: PROPTEST_CASES may raise the count, never lower it.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(256),
+            ..ProptestConfig::default()
+        })]
+
         /// Exact against 128-bit division, across quotients from 0 past the double's 2^50.
         #[test]
         fn div_floor_is_exact(x in 0u128..(1 << 126), d_bits in 1u32..126, d_low: u128) {

@@ -3,8 +3,10 @@
 //!
 //! `make test` runs the time-budgeted test on its own, uncaptured, so the count it prints shows:
 //! `cargo test --test bucket_rule -- --ignored --nocapture`, as many sequences as fit in
-//! `PACER_BUCKET_SECONDS` (default 60); set it higher for a longer run. A failing sequence is
-//! shrunk and printed.
+//! `PACER_BUCKET_SECONDS` (default 60; set it higher for a longer run) and never fewer than
+//! 100,000: short of that it runs on, and fails if the floor is still out of reach 120 s past
+//! the budget. A budget below 60 s is refused when `CI` is set. A failing sequence is shrunk
+//! and printed.
 
 mod common;
 
@@ -671,21 +673,29 @@ fn check_windows(ledger: &Ledger, spec: &LimiterSpec, at: &str) -> Result<(), St
     Ok(())
 }
 
+/// The floor: fewer sequences than this and the test fails, whatever the budget.
+const FLOOR: u64 = 100_000;
+/// How long past its time budget the test may run to reach the floor on a slow machine.
+const GRACE: Duration = Duration::from_secs(120);
+
 #[test]
-#[ignore = "time-budgeted (60 s): make test runs it on its own, with its count"]
+#[ignore = "time-budgeted (60 s, at least 100,000 sequences): make test runs it on its own"]
 fn the_bucket_rule_holds_in_every_window_across_everything() {
-    let seconds: u64 = std::env::var("PACER_BUCKET_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let seconds = common::floors::number("PACER_BUCKET_SECONDS", 60);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
     let mut runner = TestRunner::new(RunnerConfig {
         failure_persistence: None,
         ..RunnerConfig::default()
     });
     let strategy = case();
     let mut sequences = 0u64;
-    while Instant::now() < deadline {
+    // The budget, and past it to the floor, but not past the grace.
+    loop {
+        let now = Instant::now();
+        if now >= deadline && (sequences >= FLOOR || now >= deadline + GRACE) {
+            break;
+        }
         for _ in 0..64 {
             let mut tree = strategy.new_tree(&mut runner).expect("a case");
             if let Err(first) = check(&tree.current()) {
@@ -710,14 +720,24 @@ fn the_bucket_rule_holds_in_every_window_across_everything() {
             sequences += 1;
         }
     }
-    println!("bucket rule: 0 violations in {sequences} random sequences ({seconds} s budget)");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        sequences >= FLOOR,
+        "bucket rule: only {sequences} random sequences in {elapsed:.0} s, below the floor of \
+         {FLOOR} ({seconds} s budget and {} s grace)",
+        GRACE.as_secs()
+    );
+    println!(
+        "bucket rule: 0 violations in {sequences} random sequences ({elapsed:.0} s; {seconds} s \
+         budget, floor {FLOOR})"
+    );
 }
 
 /// A client that always waits exactly the returned time gets the configured rate: after n
 /// grants its elapsed time is `(n - 1) · interval` to within the last wait's rounding.
 #[test]
 fn a_client_that_waits_exactly_gets_the_configured_rate() {
-    proptest!(ProptestConfig::with_cases(400), |(
+    proptest!(common::floors::cases(400), |(
         tokens_per_hour in rate(),
         burst in 1u32..50,
         use_reserve in any::<bool>(),

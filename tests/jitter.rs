@@ -1,5 +1,7 @@
 //! Jitter strategies: each stays in its bounds, and a seed makes them reproducible.
 
+mod common;
+
 use pacer::jitter::PPM;
 use pacer::{Jitter, Rng, Strategy};
 use proptest::prelude::*;
@@ -57,6 +59,8 @@ fn any_strategy() -> impl proptest::strategy::Strategy<Value = Strategy> {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     #[test]
     fn jitter_stays_in_its_bounds_for_each_strategy(
         strategy in any_strategy(),

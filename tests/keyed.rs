@@ -53,6 +53,8 @@ fn a_new_key_at_the_bound_evicts_idle_buckets_or_is_refused() {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     #[test]
     fn keyed_eviction_grants_nothing_extra(
         burst in 1u32..8,

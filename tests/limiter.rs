@@ -146,6 +146,8 @@ fn cost_of(fraction: f64, burst: u32) -> u32 {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     #[test]
     fn no_window_grants_more_than_burst_plus_elapsed_over_interval(
         quota in any_quota(), steps in steps(), greedy in any::<bool>()
@@ -178,11 +180,17 @@ proptest! {
         }
         let cost = cost_of(cost, quota.burst());
         let now = clock.now();
-        if let Decision::Wait(wait) = limiter.try_acquire(now, cost).expect("valid") {
-            prop_assert_eq!(limiter.wait_time(now, cost), Ok(wait));
-            let mut early = limiter.clone();
-            prop_assert!(!early.try_acquire(now + wait - 1, cost).expect("valid").is_admitted());
-            prop_assert_eq!(limiter.try_acquire(now + wait, cost), Ok(Decision::Admit));
+        // Asked before acquiring, so an admitted case checks something too: no wait.
+        let asked = limiter.wait_time(now, cost);
+        match limiter.try_acquire(now, cost).expect("valid") {
+            Decision::Admit => prop_assert_eq!(asked, Ok(0)),
+            Decision::Wait(wait) => {
+                prop_assert_eq!(asked, Ok(wait));
+                prop_assert_eq!(limiter.wait_time(now, cost), Ok(wait));
+                let mut early = limiter.clone();
+                prop_assert!(!early.try_acquire(now + wait - 1, cost).expect("valid").is_admitted());
+                prop_assert_eq!(limiter.try_acquire(now + wait, cost), Ok(Decision::Admit));
+            }
         }
     }
 
@@ -290,6 +298,8 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     /// The share of the burst in use is the exact share to within 1 ppm, and exact at empty
     /// and full, from one token a year to one per ns and bursts up to 2^31 - 1.
     #[test]

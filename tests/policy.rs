@@ -1,5 +1,7 @@
 //! The combined decision, reconfiguration, and state snapshots.
 
+mod common;
+
 use pacer::Strategy as Jitter;
 use pacer::{Config, Decision, Error, Level, LimiterConfig, MemoryReading, Policy, Schedule};
 use proptest::prelude::*;
@@ -276,6 +278,8 @@ fn run(policy: &mut Policy, start: u64, ops: &[Op]) -> (Vec<String>, u64) {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     #[test]
     fn a_snapshot_round_trip_gives_identical_later_decisions(
         strategy in prop::sample::select(Jitter::ALL.to_vec()),

@@ -1,5 +1,7 @@
 //! Memory pressure: thresholds on used / limit, hysteresis, pool targets.
 
+mod common;
+
 use pacer::{Level, MemoryReading, Pressure, Thresholds};
 use proptest::prelude::*;
 
@@ -65,6 +67,8 @@ fn thresholds_are_validated() {
 }
 
 proptest! {
+    #![proptest_config(common::floors::cases(256))]
+
     #[test]
     fn pressure_never_flaps_for_a_ratio_oscillating_inside_the_hysteresis_band(
         boundary in prop::sample::select(vec![0.70, 0.85]),

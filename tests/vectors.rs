@@ -3,6 +3,9 @@
 //!
 //! `PACER_BLESS=1` rewrites the `expect` of steps marked `"bless": true` with what this build
 //! returns; only the seeded-random vectors use that, every other value is derived by hand.
+//! It is refused when `CI` is set: CI checks the vectors, it never rewrites them.
+
+mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -197,6 +200,12 @@ fn replay(path: &Path, bless: bool) -> Option<Value> {
 #[test]
 fn every_vector_replays_identically_on_the_native_core() {
     let bless = std::env::var_os("PACER_BLESS").is_some();
+    if bless {
+        common::floors::refuse_under_ci(
+            "PACER_BLESS",
+            "it rewrites the expected results of the shared vectors instead of checking them",
+        );
+    }
     let files = vector_files();
     assert!(
         files.len() >= 5,

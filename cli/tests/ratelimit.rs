@@ -8,6 +8,8 @@ use std::time::Duration;
 use pacer_cli::ratelimit::{Announced, Source, parse};
 use proptest::prelude::*;
 
+mod common;
+
 const NOW: u64 = 1_764_547_200; // 2025-12-01T00:00:00Z
 
 fn headers(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -219,7 +221,7 @@ fn remaining_never_exceeds_a_known_limit() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(common::floors::cases(2000))]
 
     /// Any bytes at all: no panic, and whatever is accepted is within bounds.
     #[test]
@@ -248,5 +250,354 @@ proptest! {
             prop_assert!(got.reset <= Duration::from_secs(7 * 24 * 3600));
             prop_assert!(got.remaining <= 1_000_000_000_000);
         }
+    }
+}
+
+/// The parser's bounds, as its module states them.
+const MAX_COUNT: u64 = 1_000_000_000_000;
+const WEEK: u64 = 7 * 24 * 3600;
+
+/// What a generated number is, so the outcome can be foretold.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Digits only, at most 15 of them (leading zeros included): this value.
+    Int(u64),
+    /// `Int`'s digits with a space or tab around them.
+    Spaced(u64),
+    /// Digits with a dot: a Decimal to the draft, seconds to `X-RateLimit-Reset`.
+    Fraction,
+    /// Negative, overflowing (more than 15 digits, past u64), or not a number at all.
+    Refused,
+}
+
+/// A number as a careless or hostile server writes one: mostly plain, and zero, leading
+/// zeros, the bounds and one past them, fractions, negatives, u64's and i64's edges and past
+/// them, whitespace, exponents, signs, a quoted number, two values joined as duplicates are.
+fn number() -> impl Strategy<Value = (String, Kind)> {
+    let int = |n: u64| (n.to_string(), Kind::Int(n));
+    prop_oneof![
+        16 => prop_oneof![
+            3 => 0u64..=100,
+            2 => 0u64..=100_000,
+            1 => (MAX_COUNT - 2)..=(MAX_COUNT + 2),
+            1 => (WEEK - 2)..=(WEEK + 2),
+        ]
+        .prop_map(int),
+        1 => Just(int(0)),
+        1 => (0u64..100_000, 1usize..8)
+            .prop_map(|(n, zeros)| (format!("{}{n}", "0".repeat(zeros)), Kind::Int(n))),
+        1 => (0u64..1_000, prop::sample::select(vec![" ", "\t"]), any::<bool>()).prop_map(
+            |(n, space, before)| {
+                let text = if before { format!("{space}{n}") } else { format!("{n}{space}") };
+                (text, Kind::Spaced(n))
+            }
+        ),
+        1 => prop::sample::select(vec!["1.5", "0.0", "2.", ".5", "10.125", "3.14159", "1.0"])
+            .prop_map(|t| (t.to_string(), Kind::Fraction)),
+        2 => prop::sample::select(vec![
+            "-1", "-5", "-9223372036854775808", "1000000000000000", "9223372036854775807",
+            "9223372036854775808", "18446744073709551615", "18446744073709551616",
+            "99999999999999999999999", "", "1e3", "+5", "0x1f", "inf", "NaN", "\"5\"", "5,7",
+            "5, 7", "?1", "\u{ff15}",
+        ])
+        .prop_map(|t| (t.to_string(), Kind::Refused)),
+    ]
+}
+
+/// A reset: a number, or a Unix time around `NOW` (from a past one to two weeks ahead).
+fn reset_number() -> impl Strategy<Value = (String, Kind)> {
+    prop_oneof![
+        3 => number(),
+        1 => ((NOW - 1_000)..(NOW + 2 * WEEK)).prop_map(|t| (t.to_string(), Kind::Int(t))),
+    ]
+}
+
+/// What a field must do: be read as this value, be refused, or either (not foretold).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Value(u64),
+    Refused,
+    Either,
+}
+
+fn draft_int(kind: Kind, max: u64) -> Expect {
+    match kind {
+        Kind::Int(n) if n <= max => Expect::Value(n),
+        // A space inside a parameter breaks the list, one at the very end does not.
+        Kind::Spaced(_) => Expect::Either,
+        _ => Expect::Refused,
+    }
+}
+
+fn legacy_count(kind: Kind) -> Expect {
+    match kind {
+        Kind::Int(n) | Kind::Spaced(n) if n <= MAX_COUNT => Expect::Value(n),
+        _ => Expect::Refused,
+    }
+}
+
+fn legacy_reset(kind: Kind) -> Expect {
+    match kind {
+        Kind::Int(n) | Kind::Spaced(n) => {
+            // From 1e9 on, a Unix time; one already past means now.
+            let delay = if n >= 1_000_000_000 {
+                n.saturating_sub(NOW)
+            } else {
+                n
+            };
+            if delay <= WEEK {
+                Expect::Value(delay)
+            } else {
+                Expect::Refused
+            }
+        }
+        Kind::Fraction => Expect::Either,
+        Kind::Refused => Expect::Refused,
+    }
+}
+
+/// Refused if any field is; else either if any field is; else every field's value.
+fn combine(fields: &[Expect]) -> Result<Option<Vec<u64>>, ()> {
+    if fields.contains(&Expect::Refused) {
+        return Err(());
+    }
+    Ok(fields
+        .iter()
+        .map(|f| match f {
+            Expect::Value(n) => Some(*n),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Near-valid headers of either style, with what parsing them must give: `Err(())` refused,
+/// `Ok(None)` not foretold, `Ok(Some(a))` exactly `a`.
+#[derive(Debug, Clone)]
+struct Shaped {
+    pairs: Vec<(&'static str, String)>,
+    expect: Result<Option<Announced>, ()>,
+    draft: bool,
+}
+
+/// `RateLimit` with one or two service limits (the first named as a token or a string, a
+/// decoy `r` before the real one, a partition key), with or without a `RateLimit-Policy` for
+/// it (or for another name), with or without `t` where a policy window stands for it.
+fn draft_headers() -> impl Strategy<Value = Shaped> {
+    (
+        (number(), number(), any::<bool>(), prop::bool::weighted(0.8)),
+        prop::option::weighted(
+            0.3,
+            prop::sample::select(vec!["-5", "1.5", "\"x\"", "7", "tok"]),
+        ),
+        prop::option::of((number(), number(), prop::bool::weighted(0.8))),
+        prop::option::weighted(0.25, (number(), number())),
+        any::<bool>(),
+    )
+        .prop_map(|((r, t, quoted, has_t), decoy, policy, second, pk)| {
+            let name = if quoted { "\"default\"" } else { "default" };
+            let decoy = decoy.map_or(String::new(), |d| format!(";r={d}"));
+            let key = if pk { ";pk=:cHsdsRa894==:" } else { "" };
+            let t_param = if has_t {
+                format!(";t={}", t.0)
+            } else {
+                String::new()
+            };
+            let mut limits = format!("{name}{decoy};r={}{t_param}{key}", r.0);
+            if let Some((r2, t2)) = &second {
+                limits += &format!(", other;r={};t={}", r2.0, t2.0);
+            }
+            let mut pairs = vec![("RateLimit", limits)];
+            // The policy: for this name, or (one time in three) for another.
+            let mut fields = vec![draft_int(r.1, MAX_COUNT)];
+            let mut matched = None;
+            let mut unforeseeable = false;
+            if let Some((q, w, same)) = &policy {
+                let policy_name = if *same { name } else { "elsewhere" };
+                pairs.push((
+                    "RateLimit-Policy",
+                    format!("{policy_name};q={};w={}", q.0, w.0),
+                ));
+                if *same {
+                    let (q, w) = (draft_int(q.1, MAX_COUNT), draft_int(w.1, WEEK));
+                    fields.extend([q, w]);
+                    matched = Some((q, w));
+                } else {
+                    // Read as a list but not used: only its syntax matters.
+                    let plain = |k: Kind| matches!(k, Kind::Int(_));
+                    unforeseeable = !plain(q.1) || !plain(w.1);
+                }
+            }
+            let t_expect = if has_t {
+                draft_int(t.1, WEEK)
+            } else {
+                // Without t, the policy's window stands for it; without one, refused.
+                match matched {
+                    Some((_, w)) => w,
+                    None => Expect::Refused,
+                }
+            };
+            fields.push(t_expect);
+            if let Some((r2, t2)) = &second {
+                fields.extend([draft_int(r2.1, MAX_COUNT), draft_int(t2.1, WEEK)]);
+            }
+            let expect = match combine(&fields) {
+                Err(()) if !unforeseeable => Err(()),
+                Ok(Some(values)) if !unforeseeable => {
+                    let (limit, window) = match matched {
+                        Some(_) => (Some(values[1]), Some(Duration::from_secs(values[2]))),
+                        None => (None, None),
+                    };
+                    // t (or the window standing for it) follows r, and q and w if matched.
+                    let reset = Duration::from_secs(values[if matched.is_some() { 3 } else { 1 }]);
+                    let first = Announced {
+                        limit,
+                        window,
+                        remaining: limit.map_or(values[0], |l| values[0].min(l)),
+                        reset,
+                        source: Source::Draft,
+                    };
+                    // Two limits: the one with the least left per second binds.
+                    let binding = match second {
+                        Some(_) => {
+                            let n = values.len();
+                            let other = Announced {
+                                limit: None,
+                                window: None,
+                                remaining: values[n - 2],
+                                reset: Duration::from_secs(values[n - 1]),
+                                source: Source::Draft,
+                            };
+                            let rate =
+                                |a: &Announced| a.remaining as f64 / a.reset.as_secs_f64().max(1.0);
+                            if rate(&other) < rate(&first) {
+                                other
+                            } else {
+                                first
+                            }
+                        }
+                        None => first,
+                    };
+                    Ok(Some(binding))
+                }
+                _ => Ok(None),
+            };
+            Shaped {
+                pairs,
+                expect,
+                draft: true,
+            }
+        })
+}
+
+/// `X-RateLimit-Remaining` and `-Reset`, with or without `-Limit`.
+fn legacy_headers() -> impl Strategy<Value = Shaped> {
+    (number(), reset_number(), prop::option::of(number())).prop_map(|(r, t, limit)| {
+        let mut pairs = vec![
+            ("X-RateLimit-Remaining", r.0.clone()),
+            ("X-RateLimit-Reset", t.0.clone()),
+        ];
+        let mut fields = vec![legacy_count(r.1), legacy_reset(t.1)];
+        if let Some(limit) = &limit {
+            pairs.push(("X-RateLimit-Limit", limit.0.clone()));
+            fields.push(legacy_count(limit.1));
+        }
+        let expect = match combine(&fields) {
+            Err(()) => Err(()),
+            Ok(Some(values)) => {
+                let limit = values.get(2).copied();
+                Ok(Some(Announced {
+                    limit,
+                    window: None,
+                    remaining: limit.map_or(values[0], |l| values[0].min(l)),
+                    reset: Duration::from_secs(values[1]),
+                    source: Source::Legacy,
+                }))
+            }
+            Ok(None) => Ok(None),
+        };
+        Shaped {
+            pairs,
+            expect,
+            draft: false,
+        }
+    })
+}
+
+/// Cases of each style, and the least share of them that must be accepted, refused and
+/// foretold exactly, so the bounds are checked on values the parser really returns.
+const SHAPED_CASES: u32 = 4000;
+const MIN_ACCEPTED: f64 = 0.25;
+const MIN_REFUSED: f64 = 0.15;
+const MIN_FORETOLD: f64 = 0.8;
+
+/// Near-valid headers of both styles: right shape, hostile numbers. Whatever is accepted is
+/// within bounds; where every field is plain or plainly wrong, the outcome is exactly the one
+/// foretold; and enough of them are accepted that the bounds are really exercised.
+#[test]
+fn near_valid_headers_are_read_exactly_or_refused_and_stay_in_bounds() {
+    use std::cell::Cell;
+    // (cases, accepted, refused, foretold) per style: draft, legacy.
+    let tally = [Cell::new([0u32; 4]), Cell::new([0u32; 4])];
+    let mut runner = proptest::test_runner::TestRunner::new(common::floors::cases(SHAPED_CASES));
+    let result = runner.run(&prop_oneof![draft_headers(), legacy_headers()], |shaped| {
+        let pairs: Vec<(&str, &str)> = shaped.pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let got = read(&pairs);
+        match &shaped.expect {
+            Err(()) => prop_assert!(got.is_err(), "{pairs:?} was accepted: {got:?}"),
+            Ok(Some(expected)) => {
+                prop_assert_eq!(&got, &Ok(Some(expected.clone())), "{:?}", pairs)
+            }
+            Ok(None) => {}
+        }
+        if let Ok(Some(got)) = &got {
+            prop_assert!(got.reset <= Duration::from_secs(WEEK), "{got:?}");
+            prop_assert!(
+                got.window.is_none_or(|w| w <= Duration::from_secs(WEEK)),
+                "{got:?}"
+            );
+            prop_assert!(got.remaining <= MAX_COUNT, "{got:?}");
+            prop_assert!(
+                got.limit
+                    .is_none_or(|l| l <= MAX_COUNT && got.remaining <= l),
+                "{got:?}"
+            );
+        }
+        let cell = &tally[usize::from(!shaped.draft)];
+        let mut counts = cell.get();
+        counts[0] += 1;
+        counts[1] += u32::from(matches!(got, Ok(Some(_))));
+        counts[2] += u32::from(got.is_err());
+        counts[3] += u32::from(shaped.expect != Ok(None));
+        cell.set(counts);
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    for (style, cell) in ["RateLimit", "X-RateLimit-*"].iter().zip(&tally) {
+        let [cases, accepted, refused, foretold] = cell.get();
+        println!(
+            "{style}: {cases} cases, {accepted} accepted, {refused} refused, {foretold} foretold"
+        );
+    }
+    for (style, cell) in ["RateLimit", "X-RateLimit-*"].iter().zip(&tally) {
+        let [cases, accepted, refused, foretold] = cell.get();
+        let share = |n: u32| f64::from(n) / f64::from(cases.max(1));
+        assert!(
+            cases >= SHAPED_CASES / 3,
+            "{style}: only {cases} of {SHAPED_CASES} cases"
+        );
+        assert!(
+            share(accepted) >= MIN_ACCEPTED,
+            "{style}: {accepted} of {cases} accepted, below the floor of {MIN_ACCEPTED}"
+        );
+        assert!(
+            share(refused) >= MIN_REFUSED,
+            "{style}: {refused} of {cases} refused, below the floor of {MIN_REFUSED}"
+        );
+        assert!(
+            share(foretold) >= MIN_FORETOLD,
+            "{style}: {foretold} of {cases} foretold, below the floor of {MIN_FORETOLD}"
+        );
     }
 }

@@ -118,6 +118,10 @@ fn every_vector_replays_identically_in_wasmtime() {
                 }
             };
             let result = result.unwrap_or_else(|e| panic!("{at}: {e}"));
+            assert!(
+                step.get("expect").is_some() || step.get("error").is_some(),
+                "{at}: checks nothing (no expect, no error)"
+            );
             if let Some(expected) = step.get("expect") {
                 let message = policy.last_error().unwrap_or_default();
                 assert_eq!(result, int(expected), "{at}: {message}");

@@ -1,6 +1,8 @@
 //! Helpers shared by the test files.
 #![allow(dead_code)]
 
+pub mod floors;
+
 /// Exact nanoseconds between two tokens (as a double) for a rate in tokens per hour.
 pub fn interval_ns(tokens_per_hour: f64) -> f64 {
     3.6e12 / tokens_per_hour

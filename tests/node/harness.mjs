@@ -116,6 +116,7 @@ export function replayVector(wasmPath, vector, check) {
       default:
         result = pacer.call(step.call, step.args ?? []);
     }
+    check('expect' in step || 'error' in step, true, `${where}: checks nothing (no expect, no error)`);
     if ('expect' in step) check(result, step.expect, `${where}: ${pacer.lastError()}`);
     if ('error' in step) check(pacer.lastError().includes(step.error), true, `${where}: last error ${JSON.stringify(pacer.lastError())} lacks ${JSON.stringify(step.error)}`);
   });

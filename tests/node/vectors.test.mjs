@@ -68,6 +68,43 @@ test('malformed configs and random bytes never trap the module', () => {
   assert.equal(pacer.call('pacer_try_acquire', [0, 1]), 0);
 });
 
+test('near-valid configs with hostile numbers: accepted ones decide, refused ones say why', () => {
+  // The right shape with numbers a careless or hostile caller writes: zero, negative, huge,
+  // fractions, past f64 and u32, strings and nulls where numbers belong. Random bytes are
+  // almost never accepted (6 of 610 above), so this test must see a stated share of both.
+  const { instantiate } = loadModule(wasm);
+  const pacer = instantiate();
+  const random = prng(21);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const plain = () => 1 + Math.floor(random() * 100_000);
+  const hostile = ['0', '-1', '-3600', '1e999', '-1e999', '1e308', '4294967296', '18446744073709551616',
+    '0.0000001', '1.5', '"3600"', 'null', 'true', '[]', '{}', '1e-320', '-0'];
+  const number = () => (random() < 0.75 ? String(plain()) : pick(hostile));
+  let accepted = 0;
+  let refused = 0;
+  for (let i = 0; i < 400; i++) {
+    const limiter = [`"name":"l${i % 3}"`, `"tokens_per_hour":${number()}`];
+    if (random() < 0.5) limiter.push(`"burst":${number()}`);
+    if (random() < 0.3) limiter.push(`"initial":${pick(['0', '0.5', '1', '-0.5', '2', '1e999', 'null'])}`);
+    const fields = [`"limiters":[{${limiter.join(',')}}]`];
+    if (random() < 0.5) fields.push(`"seed":${number()}`);
+    if (random() < 0.3) fields.push(`"jitter":{"max_ms":${number()}}`);
+    const config = `{${fields.join(',')}}`;
+    const code = pacer.configure(config);
+    if (code === 0) {
+      accepted += 1;
+      const decided = pacer.call('pacer_try_acquire', [0, 1]);
+      assert.ok(Number.isInteger(decided) && decided >= 0, `${config}: try_acquire = ${decided}`);
+    } else {
+      assert.equal(code, -2, `configure(${config})`);
+      assert.ok(pacer.lastError().length > 0, `${config}: no reason given`);
+      refused += 1;
+    }
+  }
+  assert.ok(accepted >= 100, `only ${accepted} of 400 accepted (floor 100)`);
+  assert.ok(refused >= 100, `only ${refused} of 400 refused (floor 100)`);
+});
+
 test('random and altered snapshots are refused without a trap', () => {
   const { instantiate } = loadModule(wasm);
   const pacer = instantiate();

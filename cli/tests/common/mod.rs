@@ -7,6 +7,9 @@ mod host;
 #[allow(unused_imports)]
 pub use host::{module_path, real_module, runtime};
 pub mod redis;
+// Floors for the property tests, and the CI refusals: the core's own.
+#[path = "../../../tests/common/floors.rs"]
+pub mod floors;
 
 /// A tiny HTTP origin for tests whose answers a script decides: `/index.json` lists `files`
 /// empty files; each `/files/<name>` request is answered by `answer(n)` (n counts file
