@@ -35,6 +35,15 @@ pub enum HostError {
     },
     /// The wasmtime engine or store could not be set up.
     Engine(String),
+    /// The module trapped and could not be brought back (its restart, config or snapshot
+    /// failed too, or it trapped again in the same call): the policy answers every later call
+    /// with this error at once. Make a new [`crate::Policy`], or fix the module.
+    Broken {
+        /// The export that failed last.
+        call: &'static str,
+        /// What happened, in one line.
+        reason: String,
+    },
 }
 
 impl fmt::Display for HostError {
@@ -51,6 +60,9 @@ impl fmt::Display for HostError {
                 )
             }
             HostError::Engine(why) => write!(f, "wasmtime: {why}"),
+            HostError::Broken { reason, .. } => {
+                write!(f, "the policy module is out of service: {reason}")
+            }
         }
     }
 }
