@@ -2,8 +2,9 @@
 //! 1. the engine (Cranelift, epoch interruption for call deadlines, optionally pooling);
 //! 2. the epoch ticker that enforces those deadlines;
 //! 3. the linker with the five imports, each reading the store's [`Environment`];
-//! 4. loading a module: compile (or the cache), check its imports and exports against
-//!    `pacer::interface`, pre-link it, and read its version and features;
+//! 4. loading a module: check its size and shape, compile it within a deadline (or take it
+//!    from the cache), check its imports and exports against `pacer::interface`, pre-link it,
+//!    and read its version and features;
 //! 5. a store per instance, with its memory limit and call deadline;
 //! 6. instantiation and the typed binding of every export.
 //!
@@ -11,10 +12,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::{
     Caller, Config, Engine, ExternType, FuncType, Instance, InstanceAllocationStrategy,
     InstancePre, Linker, Memory, Module, PoolingAllocationConfig, Store, StoreLimits,
@@ -23,13 +25,19 @@ use wasmtime::{
 
 use pacer::interface::{self, Function, ValueType};
 
+use crate::cache::Cache;
 use crate::environment::{Environment, ScriptedEnvironment};
 use crate::error::HostError;
+use crate::shape;
 
 /// How long one epoch tick is; call deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
-/// The most bytes a `log` import call may carry.
-const MAX_LOG_BYTES: usize = 4096;
+/// The most bytes of one `log` message shown; longer ones are cut.
+pub const MAX_LOG_BYTES: usize = 4096;
+/// `log` calls shown per export call; the rest are dropped (a module cannot flood the log).
+pub const MAX_LOG_CALLS_PER_CALL: u32 = 32;
+/// The most bytes one `random_fill` call may ask for (this module asks for 32).
+pub const MAX_RANDOM_FILL_BYTES: usize = 64 << 10;
 
 /// Limits and tuning for the modules a [`Runtime`] runs.
 #[derive(Debug, Clone)]
@@ -43,7 +51,13 @@ pub struct SandboxOptions {
     /// Instances the pool holds at once (with `pooling`).
     pub pool_instances: u32,
     /// Where compiled modules are cached, keyed by content and engine (`None`: no cache).
+    /// Native code is loaded from it: it must belong to this user and be writable by no one
+    /// else, or it is not used (see `ABI.md`, The host's limits).
     pub cache_dir: Option<PathBuf>,
+    /// The largest module [`Runtime::load`] accepts, in bytes.
+    pub max_module_bytes: usize,
+    /// How long compiling one module may take before it is refused (wall clock).
+    pub compile_timeout: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -54,6 +68,8 @@ impl Default for SandboxOptions {
             pooling: true,
             pool_instances: 64,
             cache_dir: None,
+            max_module_bytes: 1 << 20,
+            compile_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -66,6 +82,10 @@ pub struct HostState {
     /// Reset to 0 as each call starts; the call is interrupted once it passes `deadline_ticks`.
     pub(crate) ticks_in_call: u64,
     deadline_ticks: u64,
+    /// Epoch ticks since the engine started, to charge host time inside imports.
+    ticks: Arc<AtomicU64>,
+    /// `log` calls made by the call in progress.
+    logs_in_call: u32,
 }
 
 /// A wasmtime engine set up for pacer modules, with the imports linked.
@@ -74,6 +94,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     options: SandboxOptions,
+    /// Epoch ticks since the engine started (the ticker counts them).
+    ticks: Arc<AtomicU64>,
 }
 
 /// A checked module, ready to instantiate cheaply.
@@ -90,6 +112,25 @@ impl HostState {
     #[inline]
     pub(crate) fn start_call(&mut self) {
         self.ticks_in_call = 0;
+        self.logs_in_call = 0;
+    }
+
+    /// Charges the host time an import took (since epoch tick `started`) to the call's
+    /// deadline: a module cannot buy time by making the host work.
+    fn charge(&mut self, started: u64, import: &str) -> wasmtime::Result<()> {
+        let elapsed = self.ticks.load(Ordering::Relaxed).saturating_sub(started);
+        self.ticks_in_call = self.ticks_in_call.saturating_add(elapsed);
+        if self.ticks_in_call > self.deadline_ticks {
+            wasmtime::bail!(
+                "no answer within its deadline of {} ms: it ran out inside the `{import}` import",
+                self.deadline_ticks
+            );
+        }
+        Ok(())
+    }
+
+    fn tick(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
     }
 }
 
@@ -160,12 +201,16 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
 
         // 2. A ticker advances the epoch; a call still running after its deadline traps.
+        //    It also counts the ticks, so host time inside imports is charged to the call.
         let weak = engine.weak();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&ticks);
         thread::Builder::new()
             .name("pacer-epoch".into())
             .spawn(move || {
                 while let Some(engine) = weak.upgrade() {
                     engine.increment_epoch();
+                    counter.fetch_add(1, Ordering::Relaxed);
                     drop(engine);
                     thread::sleep(EPOCH_TICK);
                 }
@@ -179,6 +224,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             options,
+            ticks,
         })
     }
 
@@ -203,6 +249,8 @@ impl Runtime {
                 "it does not start with the \\0asm magic bytes".into(),
             ));
         }
+        // Size and shape first: cheap, and they bound what compiling can cost.
+        shape::check(bytes, self.options.max_module_bytes)?;
         let (module, from_cache) = self.compile(bytes)?;
         let imports = check_imports(&module)?;
         let exports = check_exports(&module)?;
@@ -244,38 +292,50 @@ impl Runtime {
         Ok(module)
     }
 
+    /// The compiled module, from the cache when a trusted, matching artifact is there.
     fn compile(&self, bytes: &[u8]) -> Result<(Module, bool), HostError> {
-        let compile =
-            || Module::new(&self.engine, bytes).map_err(|e| HostError::NotWasm(format!("{e:#}")));
-        let Some(dir) = &self.options.cache_dir else {
-            return Ok((compile()?, false));
-        };
-        let mut key = Sha256::new();
-        key.update(bytes);
-        std::hash::Hash::hash(
-            &self.engine.precompile_compatibility_hash(),
-            &mut HashWriter(&mut key),
-        );
-        let path = dir.join(format!("{:x}.cwasm", key.finalize()));
-        if path.is_file() {
-            // SAFETY: the file is one this host serialized into its own cache directory, keyed by
-            // the module's hash and this engine's compatibility hash, and written atomically.
-            if let Ok(module) = unsafe { Module::deserialize_file(&self.engine, &path) } {
-                return Ok((module, true));
-            }
+        let cache = self.options.cache_dir.as_ref().and_then(|dir| {
+            Cache::open(dir, &self.engine)
+                .map_err(|why| {
+                    tracing::warn!(dir = %dir.display(), %why, "compile cache not used");
+                })
+                .ok()
+        });
+        if let Some(module) = cache.as_ref().and_then(|c| c.load(&self.engine, bytes)) {
+            return Ok((module, true));
         }
-        let module = compile()?;
-        // A cache that cannot be written only costs the next load a compile.
-        let cached = module
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|serialized| {
-                write_atomically(dir, &path, &serialized).map_err(|e| e.to_string())
-            });
-        if let Err(error) = cached {
-            tracing::warn!(path = %path.display(), %error, "could not cache the compiled module");
+        let module = self.compile_within_deadline(bytes)?;
+        if let Some(cache) = &cache {
+            cache.store(bytes, &module);
         }
         Ok((module, false))
+    }
+
+    /// Compiles on a thread of its own, waited on for at most `compile_timeout`. A compile
+    /// past it is refused; Cranelift cannot be stopped, so that thread finishes in the
+    /// background (its cost is bounded by the size and shape checks) and its result is dropped.
+    fn compile_within_deadline(&self, bytes: &[u8]) -> Result<Module, HostError> {
+        let (sender, receiver) = mpsc::sync_channel(1);
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        thread::Builder::new()
+            .name("pacer-compile".into())
+            .stack_size(8 << 20)
+            .spawn(move || {
+                // The receiver may have given up: then there is no one to tell.
+                let _ = sender.send(Module::new(&engine, &owned));
+            })
+            .map_err(|e| HostError::Engine(format!("compile thread: {e}")))?;
+        let timeout = self.options.compile_timeout;
+        match receiver.recv_timeout(timeout) {
+            Ok(compiled) => compiled.map_err(|e| HostError::NotWasm(format!("{e:#}"))),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(HostError::Incompatible(format!(
+                "compiling it took longer than {timeout:?} (SandboxOptions::compile_timeout)"
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(HostError::Engine(
+                "the compile thread stopped without an answer".into(),
+            )),
+        }
     }
 
     /// Step 5: a store with this runtime's memory limit and call deadline. Before each call,
@@ -284,6 +344,9 @@ impl Runtime {
     pub(crate) fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.options.memory_limit_bytes)
+            .memories(shape::MAX_MEMORIES as usize)
+            .tables(shape::MAX_TABLES as usize)
+            .table_elements(shape::MAX_TABLE_ELEMENTS as usize)
             .instances(1)
             .build();
         let ticks = self.options.call_timeout.as_nanos() / EPOCH_TICK.as_nanos();
@@ -293,6 +356,8 @@ impl Runtime {
             environment,
             ticks_in_call: 0,
             deadline_ticks,
+            ticks: Arc::clone(&self.ticks),
+            logs_in_call: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -312,84 +377,107 @@ impl Runtime {
     }
 }
 
-/// Feeds `Hash` output into a SHA-256.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::hash::Hasher for HashWriter<'_> {
-    fn finish(&self) -> u64 {
-        0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
-}
-
+/// The five imports. Each checks what the module asks for against its memory and a per-call
+/// cap before doing any work, and charges its time to the call's deadline.
 fn link_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("pacer", "now_ns", |mut caller: Caller<'_, HostState>| {
-        caller.data_mut().environment.now_ns()
+        let state = caller.data_mut();
+        let started = state.tick();
+        let now = state.environment.now_ns();
+        state.charge(started, "now_ns").map(|()| now)
     })?;
     linker.func_wrap(
         "pacer",
         "memory_used",
         |mut caller: Caller<'_, HostState>| {
-            let used = caller.data_mut().environment.memory().used;
-            used.and_then(|u| i64::try_from(u).ok()).unwrap_or(-1)
+            let state = caller.data_mut();
+            let started = state.tick();
+            let used = state.environment.memory().used;
+            let used = used.and_then(|u| i64::try_from(u).ok()).unwrap_or(-1);
+            state.charge(started, "memory_used").map(|()| used)
         },
     )?;
     linker.func_wrap(
         "pacer",
         "memory_limit",
         |mut caller: Caller<'_, HostState>| {
-            let limit = caller.data_mut().environment.memory().limit;
-            limit.and_then(|l| i64::try_from(l).ok()).unwrap_or(0)
+            let state = caller.data_mut();
+            let started = state.tick();
+            let limit = state.environment.memory().limit;
+            let limit = limit.and_then(|l| i64::try_from(l).ok()).unwrap_or(0);
+            state.charge(started, "memory_limit").map(|()| limit)
         },
     )?;
-    linker.func_wrap("pacer", "random_fill", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
-        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        caller.data_mut().environment.random_fill(&mut bytes);
-        let written = caller
-            .get_export("memory")
-            .and_then(|m| m.into_memory())
-            .map(|memory| memory.write(&mut caller, ptr as u32 as usize, &bytes).is_ok());
-        if written != Some(true) {
-            tracing::warn!(target: "pacer::module", ptr, len, "random_fill outside module memory");
-        }
-    })?;
+    linker.func_wrap(
+        "pacer",
+        "random_fill",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let started = caller.data().tick();
+            let memory = module_memory(&mut caller, "random_fill")?;
+            let (data, state) = memory.data_and_store_mut(&mut caller);
+            let range = guest_range(ptr, len, MAX_RANDOM_FILL_BYTES, data.len())
+                .map_err(|why| wasmtime::format_err!("random_fill({ptr}, {len}): {why}"))?;
+            // Straight into the module's memory: the host allocates nothing.
+            state.environment.random_fill(&mut data[range]);
+            state.charge(started, "random_fill")
+        },
+    )?;
     linker.func_wrap(
         "pacer",
         "log",
         |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-            let len = usize::try_from(len).unwrap_or(0).min(MAX_LOG_BYTES);
-            let mut bytes = vec![0u8; len];
-            let read = caller
-                .get_export("memory")
-                .and_then(|m| m.into_memory())
-                .map(|memory| {
-                    memory
-                        .read(&caller, ptr as u32 as usize, &mut bytes)
-                        .is_ok()
-                });
-            let message = if read == Some(true) {
-                String::from_utf8_lossy(&bytes).into_owned()
-            } else {
-                format!("(log message outside module memory: ptr {ptr}, len {len})")
-            };
-            match level {
-                0 => tracing::error!(target: "pacer::module", "{message}"),
-                1 => tracing::warn!(target: "pacer::module", "{message}"),
-                2 => tracing::info!(target: "pacer::module", "{message}"),
-                _ => tracing::debug!(target: "pacer::module", "{message}"),
+            let started = caller.data().tick();
+            let memory = module_memory(&mut caller, "log")?;
+            let (data, state) = memory.data_and_store_mut(&mut caller);
+            // The whole message must be in memory; only its first MAX_LOG_BYTES are shown.
+            let range = guest_range(ptr, len, usize::MAX, data.len())
+                .map_err(|why| wasmtime::format_err!("log({level}, {ptr}, {len}): {why}"))?;
+            state.logs_in_call = state.logs_in_call.saturating_add(1);
+            if state.logs_in_call <= MAX_LOG_CALLS_PER_CALL {
+                let shown = range.start..range.end.min(range.start + MAX_LOG_BYTES);
+                let message = String::from_utf8_lossy(&data[shown]);
+                match level {
+                    0 => tracing::error!(target: "pacer::module", "{message}"),
+                    1 => tracing::warn!(target: "pacer::module", "{message}"),
+                    2 => tracing::info!(target: "pacer::module", "{message}"),
+                    _ => tracing::debug!(target: "pacer::module", "{message}"),
+                }
             }
+            state.charge(started, "log")
         },
     )?;
     Ok(())
+}
+
+/// The module's exported memory, which an import needs to read or write.
+fn module_memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {
+    caller
+        .get_export(interface::MEMORY)
+        .and_then(|export| export.into_memory())
+        .ok_or_else(|| wasmtime::format_err!("{import}: the module exports no memory"))
+}
+
+/// `len` bytes at `ptr` as a range of a memory of `size` bytes, if the module may ask for it:
+/// checked before anything is allocated, read or written.
+fn guest_range(
+    ptr: i32,
+    len: i32,
+    max_len: usize,
+    size: usize,
+) -> Result<std::ops::Range<usize>, String> {
+    let len = usize::try_from(len).map_err(|_| "a negative length".to_string())?;
+    if len > max_len {
+        return Err(format!(
+            "{len} bytes asked for; at most {max_len} in one call"
+        ));
+    }
+    let start = ptr as u32 as usize;
+    match start.checked_add(len) {
+        Some(end) if end <= size => Ok(start..end),
+        _ => Err(format!(
+            "outside the module's memory of {size} bytes"
+        )),
+    }
 }
 
 fn signature(ty: &FuncType) -> String {
