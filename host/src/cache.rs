@@ -73,15 +73,18 @@ impl Cache {
     pub(crate) fn store(&self, bytes: &[u8], module: &Module) {
         let module_id: [u8; 32] = Sha256::digest(bytes).into();
         let path = self.path(&module_id);
-        let saved = module.serialize().map_err(|e| e.to_string()).and_then(|payload| {
-            let mut artifact = Vec::with_capacity(HEADER_BYTES + payload.len());
-            artifact.extend_from_slice(MAGIC);
-            artifact.extend_from_slice(&module_id);
-            artifact.extend_from_slice(&self.engine_id);
-            artifact.extend_from_slice(&Sha256::digest(&payload));
-            artifact.extend_from_slice(&payload);
-            write_atomically(&path, &artifact).map_err(|e| e.to_string())
-        });
+        let saved = module
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|payload| {
+                let mut artifact = Vec::with_capacity(HEADER_BYTES + payload.len());
+                artifact.extend_from_slice(MAGIC);
+                artifact.extend_from_slice(&module_id);
+                artifact.extend_from_slice(&self.engine_id);
+                artifact.extend_from_slice(&Sha256::digest(&payload));
+                artifact.extend_from_slice(&payload);
+                write_atomically(&path, &artifact).map_err(|e| e.to_string())
+            });
         if let Err(error) = saved {
             tracing::warn!(path = %path.display(), %error, "could not cache the compiled module");
         }

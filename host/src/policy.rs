@@ -9,7 +9,9 @@ use wasmtime::{Store, TypedFunc, WasmParams, WasmResults};
 
 use crate::environment::Environment;
 use crate::error::HostError;
-use crate::sandbox::{Exports, Failed, HostState, PolicyModule, instantiate, placeholder};
+use crate::sandbox::{
+    Exports, Failed, HostState, PolicyModule, instantiate, one_line, placeholder,
+};
 
 /// Decisions between two automatic snapshots: a trap rolls back at most this many.
 const CHECKPOINT_EVERY: u32 = 256;
@@ -894,14 +896,7 @@ impl Policy {
 
     /// Why an export call stopped, in one line.
     fn describe(&self, error: &wasmtime::Error) -> String {
-        match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => format!(
-                "no answer within {:?}",
-                self.module.runtime.options().call_timeout
-            ),
-            Some(trap) => trap.to_string(),
-            None => error.root_cause().to_string(),
-        }
+        one_line(error, self.module.runtime.options().call_timeout)
     }
 
     fn take_environment(&mut self) -> Box<dyn Environment> {

@@ -250,7 +250,11 @@ impl Runtime {
             ));
         }
         // Size and shape first: cheap, and they bound what compiling can cost.
-        shape::check(bytes, self.options.max_module_bytes)?;
+        shape::check(
+            bytes,
+            self.options.max_module_bytes,
+            self.options.memory_limit_bytes,
+        )?;
         let (module, from_cache) = self.compile(bytes)?;
         let imports = check_imports(&module)?;
         let exports = check_exports(&module)?;
@@ -272,20 +276,22 @@ impl Runtime {
         // A probe instance reads the version, so a wrong module fails here, not mid-job.
         let (mut store, exports) = instantiate(&module, Box::new(ScriptedEnvironment::new()))
             .map_err(|(error, _)| error)?;
-        let version = exports
-            .abi_version
-            .call(&mut store, ())
-            .map_err(|e| HostError::Incompatible(format!("pacer_abi_version trapped: {e:#}")))?;
+        store.data_mut().start_call();
+        let version = exports.abi_version.call(&mut store, ()).map_err(|e| {
+            let reason = one_line(&e, self.options.call_timeout);
+            HostError::Incompatible(format!("pacer_abi_version failed ({reason})"))
+        })?;
         if version != interface::ABI_VERSION {
             return Err(HostError::Incompatible(format!(
                 "pacer_abi_version() returned {version}; this host speaks version {}",
                 interface::ABI_VERSION
             )));
         }
-        let features = exports
-            .features
-            .call(&mut store, ())
-            .map_err(|e| HostError::Incompatible(format!("pacer_features trapped: {e:#}")))?;
+        store.data_mut().start_call();
+        let features = exports.features.call(&mut store, ()).map_err(|e| {
+            let reason = one_line(&e, self.options.call_timeout);
+            HostError::Incompatible(format!("pacer_features failed ({reason})"))
+        })?;
         check_features(&module.info.exports, features)?;
         module.info.abi_version = version;
         module.info.features = features;
@@ -474,9 +480,7 @@ fn guest_range(
     let start = ptr as u32 as usize;
     match start.checked_add(len) {
         Some(end) if end <= size => Ok(start..end),
-        _ => Err(format!(
-            "outside the module's memory of {size} bytes"
-        )),
+        _ => Err(format!("outside the module's memory of {size} bytes")),
     }
 }
 
@@ -658,7 +662,11 @@ impl Exports {
             .ok_or_else(|| wasmtime::format_err!("no exported memory"))?;
         let features_func: TypedFunc<(), i32> = typed!("pacer_features");
         store.data_mut().start_call();
-        let features = features_func.call(&mut *store, ())?;
+        let ticks = u32::try_from(store.data().deadline_ticks).unwrap_or(u32::MAX);
+        let features = features_func.call(&mut *store, ()).map_err(|e| {
+            let reason = one_line(&e, EPOCH_TICK.saturating_mul(ticks));
+            wasmtime::format_err!("pacer_features failed ({reason})")
+        })?;
         macro_rules! optional {
             ($name:literal) => {{
                 let announced = interface::export($name).map_or(0, |f| f.feature);
@@ -720,19 +728,29 @@ pub(crate) fn instantiate(
     environment: Box<dyn Environment>,
 ) -> Result<(Store<HostState>, Exports), Failed> {
     let mut store = module.runtime.store(environment);
-    let bound = module
-        .pre
-        .instantiate(&mut store)
-        .and_then(|instance| Exports::bind(&mut store, instance));
+    let timeout = module.runtime.options.call_timeout;
+    let bound = match module.pre.instantiate(&mut store) {
+        Ok(instance) => Exports::bind(&mut store, instance).map_err(|e| one_line(&e, timeout)),
+        Err(e) => Err(format!(
+            "instantiating it failed (its memory, tables, data or start function): {}",
+            one_line(&e, timeout)
+        )),
+    };
     match bound {
         Ok(exports) => Ok((store, exports)),
-        Err(error) => {
+        Err(reason) => {
             let environment = std::mem::replace(&mut store.data_mut().environment, placeholder());
-            Err((
-                HostError::Incompatible(format!("instantiation failed: {error:#}")),
-                environment,
-            ))
+            Err((HostError::Incompatible(reason), environment))
         }
+    }
+}
+
+/// Why a call into the module stopped, in one line (wasmtime's own text carries a backtrace).
+pub(crate) fn one_line(error: &wasmtime::Error, timeout: Duration) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!("no answer within {timeout:?}"),
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
     }
 }
 

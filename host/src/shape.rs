@@ -21,8 +21,13 @@ pub const MAX_MEMORIES: u64 = 1;
 /// Globals a module may declare.
 pub const MAX_GLOBALS: u64 = 10_000;
 
-/// Checks `bytes` (at most `max_module_bytes` of them) against the bounds above.
-pub fn check(bytes: &[u8], max_module_bytes: usize) -> Result<(), HostError> {
+/// Checks `bytes` (at most `max_module_bytes` of them) against the bounds above, and its
+/// memory's declared size against `memory_limit_bytes`.
+pub fn check(
+    bytes: &[u8],
+    max_module_bytes: usize,
+    memory_limit_bytes: usize,
+) -> Result<(), HostError> {
     if bytes.len() > max_module_bytes {
         return Err(HostError::Incompatible(format!(
             "it is {} bytes; this host loads modules of at most {max_module_bytes} bytes \
@@ -66,6 +71,18 @@ pub fn check(bytes: &[u8], max_module_bytes: usize) -> Result<(), HostError> {
                 memories += u64::from(reader.count());
                 if memories > MAX_MEMORIES {
                     return Err(too_many("memories", memories, MAX_MEMORIES));
+                }
+                for memory in reader {
+                    let memory = memory.map_err(malformed)?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    let bytes = memory.initial.saturating_mul(page);
+                    if bytes > memory_limit_bytes as u64 {
+                        return Err(HostError::Incompatible(format!(
+                            "its memory starts at {} pages ({bytes} bytes); this host allows at \
+                             most {memory_limit_bytes} bytes (SandboxOptions::memory_limit_bytes)",
+                            memory.initial
+                        )));
+                    }
                 }
             }
             Payload::CodeSectionEntry(body) => {
