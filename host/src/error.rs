@@ -52,6 +52,9 @@ impl fmt::Display for HostError {
             HostError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             HostError::NotWasm(why) => write!(f, "not a WebAssembly module: {why}"),
             HostError::Incompatible(why) => write!(f, "not a pacer ABI v1 module: {why}"),
+            HostError::Policy { code, message } if message.is_empty() => {
+                write!(f, "policy error {code} (the module gave no message)")
+            }
             HostError::Policy { code, message } => write!(f, "policy error {code}: {message}"),
             HostError::Trapped { call, reason } => {
                 write!(
