@@ -750,3 +750,54 @@ mod cache {
         );
     }
 }
+
+/// An environment whose clock takes `delay` to read: host time inside an import.
+struct SlowClock {
+    delay: Duration,
+}
+
+impl pacer_host::Environment for SlowClock {
+    fn now_ns(&mut self) -> i64 {
+        std::thread::sleep(self.delay);
+        0
+    }
+    fn memory(&mut self) -> pacer::MemoryReading {
+        pacer::MemoryReading::default()
+    }
+    fn random_fill(&mut self, buf: &mut [u8]) {
+        buf.fill(7);
+    }
+}
+
+#[test]
+fn host_time_inside_an_import_counts_against_the_call_deadline() {
+    let runtime = uncached();
+    // One import call and no loop after it: only the host's time can run the deadline out.
+    let module = runtime
+        .load(&module(
+            "pacer_pool_target",
+            "(if (i32.eq (local.get 0) (i32.const 99)) (then (drop (call $now_ns))))",
+            "",
+        ))
+        .expect("loads");
+    let mut policy = Policy::new(
+        &module,
+        Box::new(SlowClock {
+            delay: Duration::from_millis(300),
+        }),
+    )
+    .expect("instance");
+    assert_eq!(policy.pool_target(8).expect("no import, no wait"), 8);
+    let started = Instant::now();
+    let error = policy
+        .pool_target(99)
+        .expect_err("300 ms in now_ns: past 100 ms");
+    assert!(started.elapsed() < REFUSAL_BOUND);
+    assert!(
+        error.to_string().contains(
+            "no answer within its deadline of 100 ms: it ran out inside the `now_ns` import"
+        ),
+        "{error}"
+    );
+    assert_eq!(policy.pool_target(8).expect("recovered"), 8);
+}
