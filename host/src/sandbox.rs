@@ -74,15 +74,16 @@ impl Default for SandboxOptions {
     }
 }
 
-/// What the store of every instance carries: its limits, the import values, and the epoch
-/// ticks seen by the call in progress.
+/// What the store of every instance carries: its limits, the import values, and when the
+/// call in progress started.
 pub struct HostState {
     limits: StoreLimits,
     pub(crate) environment: Box<dyn Environment>,
-    /// Reset to 0 as each call starts; the call is interrupted once it passes `deadline_ticks`.
-    pub(crate) ticks_in_call: u64,
+    /// The tick the call in progress started at; it is interrupted `deadline_ticks` later,
+    /// whether the time went to its own code or to the host's inside its imports.
+    call_started_at: u64,
     deadline_ticks: u64,
-    /// Epoch ticks since the engine started, to charge host time inside imports.
+    /// Epoch ticks since the engine started: one clock for wasm code and imports alike.
     ticks: Arc<AtomicU64>,
     /// `log` calls made by the call in progress.
     logs_in_call: u32,
@@ -108,29 +109,32 @@ pub struct PolicyModule {
 }
 
 impl HostState {
-    /// Starts the deadline of the next call (cheap: a plain write).
+    /// Starts the deadline of the next call (cheap: a relaxed load and two plain writes).
     #[inline]
     pub(crate) fn start_call(&mut self) {
-        self.ticks_in_call = 0;
+        self.call_started_at = self.ticks.load(Ordering::Relaxed);
         self.logs_in_call = 0;
     }
 
-    /// Charges the host time an import took (since epoch tick `started`) to the call's
-    /// deadline: a module cannot buy time by making the host work.
-    fn charge(&mut self, started: u64, import: &str) -> wasmtime::Result<()> {
-        let elapsed = self.ticks.load(Ordering::Relaxed).saturating_sub(started);
-        self.ticks_in_call = self.ticks_in_call.saturating_add(elapsed);
-        if self.ticks_in_call > self.deadline_ticks {
+    fn past_deadline(&self) -> bool {
+        let elapsed = self
+            .ticks
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.call_started_at);
+        elapsed > self.deadline_ticks
+    }
+
+    /// Ends an import: host time inside it counts against the call's deadline, so a module
+    /// cannot buy time by making the host work, and the call stops once it has passed.
+    fn leave_import(&self, import: &str) -> wasmtime::Result<()> {
+        if self.past_deadline() {
+            let deadline =
+                EPOCH_TICK.saturating_mul(u32::try_from(self.deadline_ticks).unwrap_or(u32::MAX));
             wasmtime::bail!(
-                "no answer within its deadline of {} ms: it ran out inside the `{import}` import",
-                self.deadline_ticks
+                "no answer within {deadline:?}: it ran out inside the `{import}` import"
             );
         }
         Ok(())
-    }
-
-    fn tick(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
     }
 }
 
@@ -201,7 +205,8 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
 
         // 2. A ticker advances the epoch; a call still running after its deadline traps.
-        //    It also counts the ticks, so host time inside imports is charged to the call.
+        //    It also counts the ticks: the one clock deadlines are read from, in wasm code and
+        //    in imports alike.
         let weak = engine.weak();
         let ticks = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&ticks);
@@ -360,20 +365,20 @@ impl Runtime {
         let state = HostState {
             limits,
             environment,
-            ticks_in_call: 0,
+            // Instantiation (a start function) runs against this deadline.
+            call_started_at: self.ticks.load(Ordering::Relaxed),
             deadline_ticks,
             ticks: Arc::clone(&self.ticks),
             logs_in_call: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        // Rather than set a deadline before every call (an atomic read of the engine's epoch),
-        // count the ticks a call sees: the callback runs at most once per tick while wasm runs.
+        // Rather than set a deadline before every call (wasmtime reads the engine's epoch for
+        // that), check the call's start against the tick counter: the callback runs at most
+        // once per tick while wasm runs.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut context| {
-            let state = context.data_mut();
-            state.ticks_in_call += 1;
-            Ok(if state.ticks_in_call > state.deadline_ticks {
+        store.epoch_deadline_callback(|context| {
+            Ok(if context.data().past_deadline() {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Continue(1)
@@ -384,23 +389,21 @@ impl Runtime {
 }
 
 /// The five imports. Each checks what the module asks for against its memory and a per-call
-/// cap before doing any work, and charges its time to the call's deadline.
+/// cap before doing any work, and traps once the call's deadline has passed.
 fn link_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("pacer", "now_ns", |mut caller: Caller<'_, HostState>| {
         let state = caller.data_mut();
-        let started = state.tick();
         let now = state.environment.now_ns();
-        state.charge(started, "now_ns").map(|()| now)
+        state.leave_import("now_ns").map(|()| now)
     })?;
     linker.func_wrap(
         "pacer",
         "memory_used",
         |mut caller: Caller<'_, HostState>| {
             let state = caller.data_mut();
-            let started = state.tick();
             let used = state.environment.memory().used;
             let used = used.and_then(|u| i64::try_from(u).ok()).unwrap_or(-1);
-            state.charge(started, "memory_used").map(|()| used)
+            state.leave_import("memory_used").map(|()| used)
         },
     )?;
     linker.func_wrap(
@@ -408,31 +411,28 @@ fn link_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "memory_limit",
         |mut caller: Caller<'_, HostState>| {
             let state = caller.data_mut();
-            let started = state.tick();
             let limit = state.environment.memory().limit;
             let limit = limit.and_then(|l| i64::try_from(l).ok()).unwrap_or(0);
-            state.charge(started, "memory_limit").map(|()| limit)
+            state.leave_import("memory_limit").map(|()| limit)
         },
     )?;
     linker.func_wrap(
         "pacer",
         "random_fill",
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
-            let started = caller.data().tick();
             let memory = module_memory(&mut caller, "random_fill")?;
             let (data, state) = memory.data_and_store_mut(&mut caller);
             let range = guest_range(ptr, len, MAX_RANDOM_FILL_BYTES, data.len())
                 .map_err(|why| wasmtime::format_err!("random_fill({ptr}, {len}): {why}"))?;
             // Straight into the module's memory: the host allocates nothing.
             state.environment.random_fill(&mut data[range]);
-            state.charge(started, "random_fill")
+            state.leave_import("random_fill")
         },
     )?;
     linker.func_wrap(
         "pacer",
         "log",
         |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-            let started = caller.data().tick();
             let memory = module_memory(&mut caller, "log")?;
             let (data, state) = memory.data_and_store_mut(&mut caller);
             // The whole message must be in memory; only its first MAX_LOG_BYTES are shown.
@@ -449,7 +449,7 @@ fn link_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                     _ => tracing::debug!(target: "pacer::module", "{message}"),
                 }
             }
-            state.charge(started, "log")
+            state.leave_import("log")
         },
     )?;
     Ok(())
