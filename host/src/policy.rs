@@ -10,7 +10,8 @@ use wasmtime::{Store, TypedFunc, WasmParams, WasmResults};
 use crate::environment::Environment;
 use crate::error::HostError;
 use crate::sandbox::{
-    Exports, Failed, HostState, PolicyModule, instantiate, one_line, placeholder,
+    Exports, Failed, HostState, MAX_LOG_BYTES, PolicyModule, instantiate, one_line, placeholder,
+    printable,
 };
 
 /// Decisions between two automatic snapshots: a trap rolls back at most this many.
@@ -588,8 +589,9 @@ impl Policy {
     fn error_message(&mut self) -> Result<String, HostError> {
         let ptr = self.call("pacer_last_error_ptr", |e| &e.last_error_ptr, ())?;
         let len = self.call("pacer_last_error_len", |e| &e.last_error_len, ())?;
-        let bytes = self.read_guest(ptr, usize::try_from(len).unwrap_or(0))?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        let len = usize::try_from(len).unwrap_or(0).min(MAX_LOG_BYTES);
+        let bytes = self.read_guest(ptr, len)?;
+        Ok(printable(&bytes))
     }
 
     fn remember_config(&mut self, json: &str) {
@@ -860,10 +862,10 @@ impl Policy {
             })
             .ok()
             .and_then(|(ptr, len)| {
-                self.read_guest(ptr, usize::try_from(len).unwrap_or(0).min(1024))
-                    .ok()
+                let len = usize::try_from(len).unwrap_or(0).min(MAX_LOG_BYTES);
+                self.read_guest(ptr, len).ok()
             })
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map(|bytes| printable(&bytes))
             .unwrap_or_default();
         Err(Fault::Refused {
             call,

@@ -32,7 +32,8 @@ use crate::shape;
 
 /// How long one epoch tick is; call deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
-/// The most bytes of one `log` message shown; longer ones are cut.
+/// The most bytes of one `log` message, or of a module's error message, shown; longer ones
+/// are cut.
 pub const MAX_LOG_BYTES: usize = 4096;
 /// `log` calls shown per export call; the rest are dropped (a module cannot flood the log).
 pub const MAX_LOG_CALLS_PER_CALL: u32 = 32;
@@ -440,8 +441,7 @@ fn link_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 .map_err(|why| wasmtime::format_err!("log({level}, {ptr}, {len}): {why}"))?;
             state.logs_in_call = state.logs_in_call.saturating_add(1);
             if state.logs_in_call <= MAX_LOG_CALLS_PER_CALL {
-                let shown = range.start..range.end.min(range.start + MAX_LOG_BYTES);
-                let message = String::from_utf8_lossy(&data[shown]);
+                let message = printable(&data[range]);
                 match level {
                     0 => tracing::error!(target: "pacer::module", "{message}"),
                     1 => tracing::warn!(target: "pacer::module", "{message}"),
@@ -453,6 +453,21 @@ fn link_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Text from the module, made safe to print: invalid UTF-8 and control characters (a
+/// terminal's escape sequences among them) replaced, at most [`MAX_LOG_BYTES`] in all.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(MAX_LOG_BYTES)];
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(shown).chars() {
+        let c = if c.is_control() { '\u{FFFD}' } else { c };
+        if text.len() + c.len_utf8() > MAX_LOG_BYTES {
+            break;
+        }
+        text.push(c);
+    }
+    text
 }
 
 /// The module's exported memory, which an import needs to read or write.

@@ -801,3 +801,33 @@ fn host_time_inside_an_import_counts_against_the_call_deadline() {
     );
     assert_eq!(policy.pool_target(8).expect("recovered"), 8);
 }
+
+#[test]
+fn a_modules_error_message_is_cut_and_cannot_drive_the_terminal() {
+    let runtime = uncached();
+    // configure refuses with a 60,000-byte message that starts with an ANSI escape.
+    let mut wat = String::from(
+        "(module\n  (memory (export \"memory\") 1)\n  (global $taken (mut i64) (i64.const 0))\n  (data (i32.const 4096) \"\\1b[31mRED\\07\")\n",
+    );
+    for (name, signature, body) in EXPORTS {
+        let body = match *name {
+            "pacer_configure" => "(i32.const -2)",
+            "pacer_last_error_ptr" => "(i32.const 4096)",
+            "pacer_last_error_len" => "(i32.const 60000)",
+            _ => body,
+        };
+        wat.push_str(&format!(
+            "  (func (export \"{name}\") {signature} {body})\n"
+        ));
+    }
+    wat.push(')');
+    let module = runtime.load(&raw(&wat)).expect("loads");
+    let mut policy = Policy::new(&module, Box::new(ScriptedEnvironment::new())).expect("instance");
+    let error = policy.configure(CONFIG).expect_err("refused").to_string();
+    assert!(
+        error.starts_with("policy error -2: \u{FFFD}[31mRED\u{FFFD}"),
+        "{error:?}"
+    );
+    assert!(!error.chars().any(char::is_control), "{error:?}");
+    assert!(error.len() < 4096 + 64, "{} bytes", error.len());
+}
