@@ -35,6 +35,15 @@ pub enum HostError {
     },
     /// The wasmtime engine or store could not be set up.
     Engine(String),
+    /// The module trapped and could not be brought back (its restart, config or snapshot
+    /// failed too, or it trapped again in the same call): the policy answers every later call
+    /// with this error at once. Make a new [`crate::Policy`], or fix the module.
+    Broken {
+        /// The export that failed last.
+        call: &'static str,
+        /// What happened, in one line.
+        reason: String,
+    },
 }
 
 impl fmt::Display for HostError {
@@ -43,6 +52,9 @@ impl fmt::Display for HostError {
             HostError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             HostError::NotWasm(why) => write!(f, "not a WebAssembly module: {why}"),
             HostError::Incompatible(why) => write!(f, "not a pacer ABI v1 module: {why}"),
+            HostError::Policy { code, message } if message.is_empty() => {
+                write!(f, "policy error {code} (the module gave no message)")
+            }
             HostError::Policy { code, message } => write!(f, "policy error {code}: {message}"),
             HostError::Trapped { call, reason } => {
                 write!(
@@ -51,6 +63,9 @@ impl fmt::Display for HostError {
                 )
             }
             HostError::Engine(why) => write!(f, "wasmtime: {why}"),
+            HostError::Broken { reason, .. } => {
+                write!(f, "the policy module is out of service: {reason}")
+            }
         }
     }
 }

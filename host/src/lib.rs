@@ -24,12 +24,14 @@
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+mod cache;
 mod environment;
 mod error;
 pub mod memory;
 mod policy;
 pub mod pool;
 mod sandbox;
+mod shape;
 mod shared;
 
 pub use environment::{Environment, Script, ScriptedEnvironment, SystemEnvironment};

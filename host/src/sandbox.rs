@@ -2,8 +2,9 @@
 //! 1. the engine (Cranelift, epoch interruption for call deadlines, optionally pooling);
 //! 2. the epoch ticker that enforces those deadlines;
 //! 3. the linker with the five imports, each reading the store's [`Environment`];
-//! 4. loading a module: compile (or the cache), check its imports and exports against
-//!    `pacer::interface`, pre-link it, and read its version and features;
+//! 4. loading a module: check its size and shape, compile it within a deadline (or take it
+//!    from the cache), check its imports and exports against `pacer::interface`, pre-link it,
+//!    and read its version and features;
 //! 5. a store per instance, with its memory limit and call deadline;
 //! 6. instantiation and the typed binding of every export.
 //!
@@ -11,10 +12,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::{
     Caller, Config, Engine, ExternType, FuncType, Instance, InstanceAllocationStrategy,
     InstancePre, Linker, Memory, Module, PoolingAllocationConfig, Store, StoreLimits,
@@ -23,13 +25,20 @@ use wasmtime::{
 
 use pacer::interface::{self, Function, ValueType};
 
+use crate::cache::Cache;
 use crate::environment::{Environment, ScriptedEnvironment};
 use crate::error::HostError;
+use crate::shape;
 
 /// How long one epoch tick is; call deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
-/// The most bytes a `log` import call may carry.
-const MAX_LOG_BYTES: usize = 4096;
+/// The most bytes of one `log` message, or of a module's error message, shown; longer ones
+/// are cut.
+pub const MAX_LOG_BYTES: usize = 4096;
+/// `log` calls shown per export call; the rest are dropped (a module cannot flood the log).
+pub const MAX_LOG_CALLS_PER_CALL: u32 = 32;
+/// The most bytes one `random_fill` call may ask for (this module asks for 32).
+pub const MAX_RANDOM_FILL_BYTES: usize = 64 << 10;
 
 /// Limits and tuning for the modules a [`Runtime`] runs.
 #[derive(Debug, Clone)]
@@ -43,7 +52,13 @@ pub struct SandboxOptions {
     /// Instances the pool holds at once (with `pooling`).
     pub pool_instances: u32,
     /// Where compiled modules are cached, keyed by content and engine (`None`: no cache).
+    /// Native code is loaded from it: it must belong to this user and be writable by no one
+    /// else, or it is not used (see `ABI.md`, The host's limits).
     pub cache_dir: Option<PathBuf>,
+    /// The largest module [`Runtime::load`] accepts, in bytes.
+    pub max_module_bytes: usize,
+    /// How long compiling one module may take before it is refused (wall clock).
+    pub compile_timeout: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -54,18 +69,25 @@ impl Default for SandboxOptions {
             pooling: true,
             pool_instances: 64,
             cache_dir: None,
+            max_module_bytes: 1 << 20,
+            compile_timeout: Duration::from_secs(20),
         }
     }
 }
 
-/// What the store of every instance carries: its limits, the import values, and the epoch
-/// ticks seen by the call in progress.
+/// What the store of every instance carries: its limits, the import values, and when the
+/// call in progress started.
 pub struct HostState {
     limits: StoreLimits,
     pub(crate) environment: Box<dyn Environment>,
-    /// Reset to 0 as each call starts; the call is interrupted once it passes `deadline_ticks`.
-    pub(crate) ticks_in_call: u64,
+    /// The tick the call in progress started at; it is interrupted `deadline_ticks` later,
+    /// whether the time went to its own code or to the host's inside its imports.
+    call_started_at: u64,
     deadline_ticks: u64,
+    /// Epoch ticks since the engine started: one clock for wasm code and imports alike.
+    ticks: Arc<AtomicU64>,
+    /// `log` calls made by the call in progress.
+    logs_in_call: u32,
 }
 
 /// A wasmtime engine set up for pacer modules, with the imports linked.
@@ -74,6 +96,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     options: SandboxOptions,
+    /// Epoch ticks since the engine started (the ticker counts them).
+    ticks: Arc<AtomicU64>,
 }
 
 /// A checked module, ready to instantiate cheaply.
@@ -86,10 +110,32 @@ pub struct PolicyModule {
 }
 
 impl HostState {
-    /// Starts the deadline of the next call (cheap: a plain write).
+    /// Starts the deadline of the next call (cheap: a relaxed load and two plain writes).
     #[inline]
     pub(crate) fn start_call(&mut self) {
-        self.ticks_in_call = 0;
+        self.call_started_at = self.ticks.load(Ordering::Relaxed);
+        self.logs_in_call = 0;
+    }
+
+    fn past_deadline(&self) -> bool {
+        let elapsed = self
+            .ticks
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.call_started_at);
+        elapsed > self.deadline_ticks
+    }
+
+    /// Ends an import: host time inside it counts against the call's deadline, so a module
+    /// cannot buy time by making the host work, and the call stops once it has passed.
+    fn leave_import(&self, import: &str) -> wasmtime::Result<()> {
+        if self.past_deadline() {
+            let deadline =
+                EPOCH_TICK.saturating_mul(u32::try_from(self.deadline_ticks).unwrap_or(u32::MAX));
+            wasmtime::bail!(
+                "no answer within {deadline:?}: it ran out inside the `{import}` import"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -160,12 +206,17 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(e.to_string()))?;
 
         // 2. A ticker advances the epoch; a call still running after its deadline traps.
+        //    It also counts the ticks: the one clock deadlines are read from, in wasm code and
+        //    in imports alike.
         let weak = engine.weak();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&ticks);
         thread::Builder::new()
             .name("pacer-epoch".into())
             .spawn(move || {
                 while let Some(engine) = weak.upgrade() {
                     engine.increment_epoch();
+                    counter.fetch_add(1, Ordering::Relaxed);
                     drop(engine);
                     thread::sleep(EPOCH_TICK);
                 }
@@ -179,6 +230,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             options,
+            ticks,
         })
     }
 
@@ -203,6 +255,12 @@ impl Runtime {
                 "it does not start with the \\0asm magic bytes".into(),
             ));
         }
+        // Size and shape first: cheap, and they bound what compiling can cost.
+        shape::check(
+            bytes,
+            self.options.max_module_bytes,
+            self.options.memory_limit_bytes,
+        )?;
         let (module, from_cache) = self.compile(bytes)?;
         let imports = check_imports(&module)?;
         let exports = check_exports(&module)?;
@@ -224,58 +282,72 @@ impl Runtime {
         // A probe instance reads the version, so a wrong module fails here, not mid-job.
         let (mut store, exports) = instantiate(&module, Box::new(ScriptedEnvironment::new()))
             .map_err(|(error, _)| error)?;
-        let version = exports
-            .abi_version
-            .call(&mut store, ())
-            .map_err(|e| HostError::Incompatible(format!("pacer_abi_version trapped: {e:#}")))?;
+        store.data_mut().start_call();
+        let version = exports.abi_version.call(&mut store, ()).map_err(|e| {
+            let reason = one_line(&e, self.options.call_timeout);
+            HostError::Incompatible(format!("pacer_abi_version failed ({reason})"))
+        })?;
         if version != interface::ABI_VERSION {
             return Err(HostError::Incompatible(format!(
                 "pacer_abi_version() returned {version}; this host speaks version {}",
                 interface::ABI_VERSION
             )));
         }
-        let features = exports
-            .features
-            .call(&mut store, ())
-            .map_err(|e| HostError::Incompatible(format!("pacer_features trapped: {e:#}")))?;
+        store.data_mut().start_call();
+        let features = exports.features.call(&mut store, ()).map_err(|e| {
+            let reason = one_line(&e, self.options.call_timeout);
+            HostError::Incompatible(format!("pacer_features failed ({reason})"))
+        })?;
         check_features(&module.info.exports, features)?;
         module.info.abi_version = version;
         module.info.features = features;
         Ok(module)
     }
 
+    /// The compiled module, from the cache when a trusted, matching artifact is there.
     fn compile(&self, bytes: &[u8]) -> Result<(Module, bool), HostError> {
-        let compile =
-            || Module::new(&self.engine, bytes).map_err(|e| HostError::NotWasm(format!("{e:#}")));
-        let Some(dir) = &self.options.cache_dir else {
-            return Ok((compile()?, false));
-        };
-        let mut key = Sha256::new();
-        key.update(bytes);
-        std::hash::Hash::hash(
-            &self.engine.precompile_compatibility_hash(),
-            &mut HashWriter(&mut key),
-        );
-        let path = dir.join(format!("{:x}.cwasm", key.finalize()));
-        if path.is_file() {
-            // SAFETY: the file is one this host serialized into its own cache directory, keyed by
-            // the module's hash and this engine's compatibility hash, and written atomically.
-            if let Ok(module) = unsafe { Module::deserialize_file(&self.engine, &path) } {
-                return Ok((module, true));
-            }
+        let cache = self.options.cache_dir.as_ref().and_then(|dir| {
+            Cache::open(dir, &self.engine)
+                .map_err(|why| {
+                    tracing::warn!(dir = %dir.display(), %why, "compile cache not used");
+                })
+                .ok()
+        });
+        if let Some(module) = cache.as_ref().and_then(|c| c.load(&self.engine, bytes)) {
+            return Ok((module, true));
         }
-        let module = compile()?;
-        // A cache that cannot be written only costs the next load a compile.
-        let cached = module
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|serialized| {
-                write_atomically(dir, &path, &serialized).map_err(|e| e.to_string())
-            });
-        if let Err(error) = cached {
-            tracing::warn!(path = %path.display(), %error, "could not cache the compiled module");
+        let module = self.compile_within_deadline(bytes)?;
+        if let Some(cache) = &cache {
+            cache.store(bytes, &module);
         }
         Ok((module, false))
+    }
+
+    /// Compiles on a thread of its own, waited on for at most `compile_timeout`. A compile
+    /// past it is refused; Cranelift cannot be stopped, so that thread finishes in the
+    /// background (its cost is bounded by the size and shape checks) and its result is dropped.
+    fn compile_within_deadline(&self, bytes: &[u8]) -> Result<Module, HostError> {
+        let (sender, receiver) = mpsc::sync_channel(1);
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        thread::Builder::new()
+            .name("pacer-compile".into())
+            .stack_size(8 << 20)
+            .spawn(move || {
+                // The receiver may have given up: then there is no one to tell.
+                let _ = sender.send(Module::new(&engine, &owned));
+            })
+            .map_err(|e| HostError::Engine(format!("compile thread: {e}")))?;
+        let timeout = self.options.compile_timeout;
+        match receiver.recv_timeout(timeout) {
+            Ok(compiled) => compiled.map_err(|e| HostError::NotWasm(format!("{e:#}"))),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(HostError::Incompatible(format!(
+                "compiling it took longer than {timeout:?} (SandboxOptions::compile_timeout)"
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(HostError::Engine(
+                "the compile thread stopped without an answer".into(),
+            )),
+        }
     }
 
     /// Step 5: a store with this runtime's memory limit and call deadline. Before each call,
@@ -284,6 +356,9 @@ impl Runtime {
     pub(crate) fn store(&self, environment: Box<dyn Environment>) -> Store<HostState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.options.memory_limit_bytes)
+            .memories(shape::MAX_MEMORIES as usize)
+            .tables(shape::MAX_TABLES as usize)
+            .table_elements(shape::MAX_TABLE_ELEMENTS as usize)
             .instances(1)
             .build();
         let ticks = self.options.call_timeout.as_nanos() / EPOCH_TICK.as_nanos();
@@ -291,18 +366,20 @@ impl Runtime {
         let state = HostState {
             limits,
             environment,
-            ticks_in_call: 0,
+            // Instantiation (a start function) runs against this deadline.
+            call_started_at: self.ticks.load(Ordering::Relaxed),
             deadline_ticks,
+            ticks: Arc::clone(&self.ticks),
+            logs_in_call: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        // Rather than set a deadline before every call (an atomic read of the engine's epoch),
-        // count the ticks a call sees: the callback runs at most once per tick while wasm runs.
+        // Rather than set a deadline before every call (wasmtime reads the engine's epoch for
+        // that), check the call's start against the tick counter: the callback runs at most
+        // once per tick while wasm runs.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut context| {
-            let state = context.data_mut();
-            state.ticks_in_call += 1;
-            Ok(if state.ticks_in_call > state.deadline_ticks {
+        store.epoch_deadline_callback(|context| {
+            Ok(if context.data().past_deadline() {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Continue(1)
@@ -312,84 +389,114 @@ impl Runtime {
     }
 }
 
-/// Feeds `Hash` output into a SHA-256.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::hash::Hasher for HashWriter<'_> {
-    fn finish(&self) -> u64 {
-        0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
-}
-
+/// The five imports. Each checks what the module asks for against its memory and a per-call
+/// cap before doing any work, and traps once the call's deadline has passed.
 fn link_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("pacer", "now_ns", |mut caller: Caller<'_, HostState>| {
-        caller.data_mut().environment.now_ns()
+        let state = caller.data_mut();
+        let now = state.environment.now_ns();
+        state.leave_import("now_ns").map(|()| now)
     })?;
     linker.func_wrap(
         "pacer",
         "memory_used",
         |mut caller: Caller<'_, HostState>| {
-            let used = caller.data_mut().environment.memory().used;
-            used.and_then(|u| i64::try_from(u).ok()).unwrap_or(-1)
+            let state = caller.data_mut();
+            let used = state.environment.memory().used;
+            let used = used.and_then(|u| i64::try_from(u).ok()).unwrap_or(-1);
+            state.leave_import("memory_used").map(|()| used)
         },
     )?;
     linker.func_wrap(
         "pacer",
         "memory_limit",
         |mut caller: Caller<'_, HostState>| {
-            let limit = caller.data_mut().environment.memory().limit;
-            limit.and_then(|l| i64::try_from(l).ok()).unwrap_or(0)
+            let state = caller.data_mut();
+            let limit = state.environment.memory().limit;
+            let limit = limit.and_then(|l| i64::try_from(l).ok()).unwrap_or(0);
+            state.leave_import("memory_limit").map(|()| limit)
         },
     )?;
-    linker.func_wrap("pacer", "random_fill", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
-        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        caller.data_mut().environment.random_fill(&mut bytes);
-        let written = caller
-            .get_export("memory")
-            .and_then(|m| m.into_memory())
-            .map(|memory| memory.write(&mut caller, ptr as u32 as usize, &bytes).is_ok());
-        if written != Some(true) {
-            tracing::warn!(target: "pacer::module", ptr, len, "random_fill outside module memory");
-        }
-    })?;
+    linker.func_wrap(
+        "pacer",
+        "random_fill",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let memory = module_memory(&mut caller, "random_fill")?;
+            let (data, state) = memory.data_and_store_mut(&mut caller);
+            let range = guest_range(ptr, len, MAX_RANDOM_FILL_BYTES, data.len())
+                .map_err(|why| wasmtime::format_err!("random_fill({ptr}, {len}): {why}"))?;
+            // Straight into the module's memory: the host allocates nothing.
+            state.environment.random_fill(&mut data[range]);
+            state.leave_import("random_fill")
+        },
+    )?;
     linker.func_wrap(
         "pacer",
         "log",
         |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-            let len = usize::try_from(len).unwrap_or(0).min(MAX_LOG_BYTES);
-            let mut bytes = vec![0u8; len];
-            let read = caller
-                .get_export("memory")
-                .and_then(|m| m.into_memory())
-                .map(|memory| {
-                    memory
-                        .read(&caller, ptr as u32 as usize, &mut bytes)
-                        .is_ok()
-                });
-            let message = if read == Some(true) {
-                String::from_utf8_lossy(&bytes).into_owned()
-            } else {
-                format!("(log message outside module memory: ptr {ptr}, len {len})")
-            };
-            match level {
-                0 => tracing::error!(target: "pacer::module", "{message}"),
-                1 => tracing::warn!(target: "pacer::module", "{message}"),
-                2 => tracing::info!(target: "pacer::module", "{message}"),
-                _ => tracing::debug!(target: "pacer::module", "{message}"),
+            let memory = module_memory(&mut caller, "log")?;
+            let (data, state) = memory.data_and_store_mut(&mut caller);
+            // The whole message must be in memory; only its first MAX_LOG_BYTES are shown.
+            let range = guest_range(ptr, len, usize::MAX, data.len())
+                .map_err(|why| wasmtime::format_err!("log({level}, {ptr}, {len}): {why}"))?;
+            state.logs_in_call = state.logs_in_call.saturating_add(1);
+            if state.logs_in_call <= MAX_LOG_CALLS_PER_CALL {
+                let message = printable(&data[range]);
+                match level {
+                    0 => tracing::error!(target: "pacer::module", "{message}"),
+                    1 => tracing::warn!(target: "pacer::module", "{message}"),
+                    2 => tracing::info!(target: "pacer::module", "{message}"),
+                    _ => tracing::debug!(target: "pacer::module", "{message}"),
+                }
             }
+            state.leave_import("log")
         },
     )?;
     Ok(())
+}
+
+/// Text from the module, made safe to print: invalid UTF-8 and control characters (a
+/// terminal's escape sequences among them) replaced, at most [`MAX_LOG_BYTES`] in all.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(MAX_LOG_BYTES)];
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(shown).chars() {
+        let c = if c.is_control() { '\u{FFFD}' } else { c };
+        if text.len() + c.len_utf8() > MAX_LOG_BYTES {
+            break;
+        }
+        text.push(c);
+    }
+    text
+}
+
+/// The module's exported memory, which an import needs to read or write.
+fn module_memory(caller: &mut Caller<'_, HostState>, import: &str) -> wasmtime::Result<Memory> {
+    caller
+        .get_export(interface::MEMORY)
+        .and_then(|export| export.into_memory())
+        .ok_or_else(|| wasmtime::format_err!("{import}: the module exports no memory"))
+}
+
+/// `len` bytes at `ptr` as a range of a memory of `size` bytes, if the module may ask for it:
+/// checked before anything is allocated, read or written.
+fn guest_range(
+    ptr: i32,
+    len: i32,
+    max_len: usize,
+    size: usize,
+) -> Result<std::ops::Range<usize>, String> {
+    let len = usize::try_from(len).map_err(|_| "a negative length".to_string())?;
+    if len > max_len {
+        return Err(format!(
+            "{len} bytes asked for; at most {max_len} in one call"
+        ));
+    }
+    let start = ptr as u32 as usize;
+    match start.checked_add(len) {
+        Some(end) if end <= size => Ok(start..end),
+        _ => Err(format!("outside the module's memory of {size} bytes")),
+    }
 }
 
 fn signature(ty: &FuncType) -> String {
@@ -570,7 +677,11 @@ impl Exports {
             .ok_or_else(|| wasmtime::format_err!("no exported memory"))?;
         let features_func: TypedFunc<(), i32> = typed!("pacer_features");
         store.data_mut().start_call();
-        let features = features_func.call(&mut *store, ())?;
+        let ticks = u32::try_from(store.data().deadline_ticks).unwrap_or(u32::MAX);
+        let features = features_func.call(&mut *store, ()).map_err(|e| {
+            let reason = one_line(&e, EPOCH_TICK.saturating_mul(ticks));
+            wasmtime::format_err!("pacer_features failed ({reason})")
+        })?;
         macro_rules! optional {
             ($name:literal) => {{
                 let announced = interface::export($name).map_or(0, |f| f.feature);
@@ -632,19 +743,29 @@ pub(crate) fn instantiate(
     environment: Box<dyn Environment>,
 ) -> Result<(Store<HostState>, Exports), Failed> {
     let mut store = module.runtime.store(environment);
-    let bound = module
-        .pre
-        .instantiate(&mut store)
-        .and_then(|instance| Exports::bind(&mut store, instance));
+    let timeout = module.runtime.options.call_timeout;
+    let bound = match module.pre.instantiate(&mut store) {
+        Ok(instance) => Exports::bind(&mut store, instance).map_err(|e| one_line(&e, timeout)),
+        Err(e) => Err(format!(
+            "instantiating it failed (its memory, tables, data or start function): {}",
+            one_line(&e, timeout)
+        )),
+    };
     match bound {
         Ok(exports) => Ok((store, exports)),
-        Err(error) => {
+        Err(reason) => {
             let environment = std::mem::replace(&mut store.data_mut().environment, placeholder());
-            Err((
-                HostError::Incompatible(format!("instantiation failed: {error:#}")),
-                environment,
-            ))
+            Err((HostError::Incompatible(reason), environment))
         }
+    }
+}
+
+/// Why a call into the module stopped, in one line (wasmtime's own text carries a backtrace).
+pub(crate) fn one_line(error: &wasmtime::Error, timeout: Duration) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!("no answer within {timeout:?}"),
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
     }
 }
 
