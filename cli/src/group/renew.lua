@@ -3,7 +3,7 @@
 -- KEYS[1] members: a hash, host -> "recorded demand expires_ms"
 -- KEYS[2] identity: the limiter's group-wide config; a host that disagrees is refused
 -- KEYS[3] contact: a hash with "last" (the latest renewal, ms) and "since" (when the group
---         last (re)formed: after a gap of more than a lease, or with its state lost)
+--         last (re)formed: after a gap of more than half a lease, or with its state lost)
 -- KEYS[4] pause: a pause every host honours, with its own expiry
 -- ARGV: host, identity, total (tokens/h), applied (tokens/h the host may be running at),
 --       demand (tokens/h), lease_ms, leaving (1 = leave the group now), and optionally the
@@ -16,8 +16,11 @@
 -- when the host reports that it runs lower. Records expire a lease (plus a tenth) after
 -- their renewal, later than the host's own lease on its own clock, which starts when it
 -- sent the request. For one lease after the group (re)forms no host may raise: hosts that
--- still run on grants from before (Redis restarted empty, or came back after an outage)
--- report first.
+-- still run on grants from before, or on their fallback share, unrecorded (Redis restarted
+-- empty, or came back after an outage), report first. Half a lease without a renewal is
+-- enough: every host renews each quarter lease, so by then a host's own lease may have ended
+-- (it asked up to a quarter lease before the latest renewal) and it may run at its fallback
+-- share while its record expires.
 
 local t = redis.call('TIME')
 local now = tonumber(ARGV[8]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -37,7 +40,7 @@ end
 
 local contact = redis.call('HMGET', KEYS[3], 'last', 'since')
 local last, since = tonumber(contact[1]), tonumber(contact[2])
-if (not last) or (not since) or now - last > lease then
+if (not last) or (not since) or now - last > math.floor(lease / 2) then
   since = now
 end
 redis.call('HSET', KEYS[3], 'last', now, 'since', since)

@@ -9,8 +9,8 @@
 //! lease mostly sees no slot taken, and judging by that cut every host to the fallback share,
 //! where a slot placed at 16 s kept the next renewal's raise from ever being used.
 //!
-//! A host that gains a share places its first slot at a point of its interval drawn from its
-//! own seed. Hosts started together are granted together; each host's slots then keep their
+//! A host that gains a share holds its first slot back for one to two of its intervals, the
+//! point drawn from its own seed (its bucket holds at most one token meanwhile). Hosts started together are granted together; each host's slots then keep their
 //! phase, so without it they act in lockstep, and with a burst below the number of hosts
 //! every interval then spends the group's whole slack (one token a host) at once: a late
 //! answer was enough for a 429 from nginx at 60 a minute, burst 2, three hosts.
@@ -205,7 +205,7 @@ impl ShareState {
 }
 
 impl ShareState {
-    /// A point of one interval at `rate` (> 0), drawn from the seed.
+    /// One to two intervals at `rate` (> 0), the point drawn from the seed.
     fn phase(&mut self, rate: f64) -> Duration {
         let mut x = self.phase_seed;
         x ^= x << 13;
@@ -213,7 +213,7 @@ impl ShareState {
         x ^= x << 17;
         self.phase_seed = x;
         let fraction = (x >> 11) as f64 / (1u64 << 53) as f64;
-        Duration::try_from_secs_f64(fraction * 3600.0 / rate).unwrap_or(Duration::ZERO)
+        Duration::try_from_secs_f64((1.0 + fraction) * 3600.0 / rate).unwrap_or(Duration::ZERO)
     }
 }
 
