@@ -59,7 +59,7 @@ impl ScriptModel {
             Some(_) => {}
         }
         let since = match (self.last, self.since) {
-            (Some(last), Some(since)) if now - last <= lease_ms / 2 => since,
+            (Some(last), Some(since)) if now - last <= lease_ms => since,
             _ => now,
         };
         self.last = Some(now);
@@ -93,7 +93,7 @@ impl ScriptModel {
         let grant = grant.max(0.0);
         self.members.insert(
             host.to_string(),
-            (grant.max(applied), demand, now + lease_ms + lease_ms / 10),
+            (grant.max(applied), demand, now + lease_ms + lease_ms / 2),
         );
         Ok(grant)
     }
@@ -604,9 +604,9 @@ fn the_script_model_agrees_with_the_real_script_and_holds_the_bound() {
 }
 
 /// How fast shares move, through the real script (lease 1 s, renewals every 250 ms): a second
-/// busy host joins at 3 s; the first is killed at 6 s; Redis is away from 7.2 s to 9 s.
+/// busy host joins at 3 s; the first is killed at 5.4 s; Redis is away from 7.8 s to 9.6 s.
 #[test]
-fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
+fn shares_rebalance_within_two_leases_when_a_host_joins_or_leaves() {
     let redis_server = common::redis::Redis::start();
     let mut redis = redis::Client::open(redis_server.url())
         .and_then(|c| c.get_connection())
@@ -616,8 +616,8 @@ fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
         burst: 40,
         max_hosts: 4,
         lease_ms: 1000,
-        hosts: vec![(0.0, 1.0, 3, Some(0.5)), (0.25, 1.0, 3, None)],
-        outages: vec![(0.6, 0.75, false)],
+        hosts: vec![(0.0, 1.0, 3, Some(0.45)), (0.25, 1.0, 3, None)],
+        outages: vec![(0.65, 0.8, false)],
         seed: 7,
         intervals: 4.0,
     };
@@ -637,9 +637,9 @@ fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
     let alone = first_at(0, 0, &|r| near(r, total)).expect("the first host gets it all");
     let joined = first_at(1, ms(0.25), &|r| near(r, total / 2.0)).expect("the newcomer: half");
     let lowered = first_at(0, ms(0.25), &|r| near(r, total / 2.0)).expect("the first lowers");
-    let took_over = first_at(1, ms(0.5), &|r| near(r, total)).expect("the survivor gets it all");
-    let fell_back = first_at(1, ms(0.6), &|r| near(r, total / 4.0)).expect("falls back");
-    let rejoined = first_at(1, ms(0.75), &|r| near(r, total)).expect("rejoins");
+    let took_over = first_at(1, ms(0.45), &|r| near(r, total)).expect("the survivor gets it all");
+    let fell_back = first_at(1, ms(0.65), &|r| near(r, total / 4.0)).expect("falls back");
+    let rejoined = first_at(1, ms(0.8), &|r| near(r, total)).expect("rejoins");
     println!(
         "rebalance (lease 1 s): a new group's first host at its full share after {alone} ms; \
          on a join the old host halves in {lowered} ms and the newcomer has its half in \
@@ -648,7 +648,7 @@ fn shares_rebalance_within_a_lease_when_a_host_joins_or_leaves() {
          share again {rejoined} ms after Redis returns"
     );
     let lease = 1000;
-    assert!(joined <= lease && took_over <= lease + lease / 4);
+    assert!(joined <= lease && took_over <= lease + lease / 2 + lease / 4);
     assert!(fell_back <= lease + lease / 4 && rejoined <= lease + lease / 4);
 }
 

@@ -3,7 +3,7 @@
 -- KEYS[1] members: a hash, host -> "recorded demand expires_ms"
 -- KEYS[2] identity: the limiter's group-wide config; a host that disagrees is refused
 -- KEYS[3] contact: a hash with "last" (the latest renewal, ms) and "since" (when the group
---         last (re)formed: after a gap of more than half a lease, or with its state lost)
+--         last (re)formed: after a gap of more than a lease, or with its state lost)
 -- KEYS[4] pause: a pause every host honours, with its own expiry
 -- ARGV: host, identity, total (tokens/h), applied (tokens/h the host may be running at),
 --       demand (tokens/h), lease_ms, leaving (1 = leave the group now), and optionally the
@@ -13,14 +13,14 @@
 --
 -- The rule: the recorded rates of live hosts never sum above `total`. A host's record is
 -- raised before the host may raise its rate (the grant is recorded here) and lowered only
--- when the host reports that it runs lower. Records expire a lease (plus a tenth) after
--- their renewal, later than the host's own lease on its own clock, which starts when it
--- sent the request. For one lease after the group (re)forms no host may raise: hosts that
--- still run on grants from before, or on their fallback share, unrecorded (Redis restarted
--- empty, or came back after an outage), report first. Half a lease without a renewal is
--- enough: every host renews each quarter lease, so by then a host's own lease may have ended
--- (it asked up to a quarter lease before the latest renewal) and it may run at its fallback
--- share while its record expires.
+-- when the host reports that it runs lower. Records expire a lease and a half after their
+-- renewal, later than the host's own lease on its own clock, which starts when it sent the
+-- request: after an outage shorter than a lease (no settling, below), a host whose lease
+-- ended in it runs at its fallback share until it reports, unrecorded but for its record.
+-- Every host renews each quarter lease, so its last renewal before an outage is at most a
+-- quarter lease (and a renewal's time) before the group's; the half lease covers that. For
+-- one lease after the group (re)forms no host may raise: hosts that still run on grants from
+-- before (Redis restarted empty, or came back after an outage) report first.
 
 local t = redis.call('TIME')
 local now = tonumber(ARGV[8]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -40,7 +40,7 @@ end
 
 local contact = redis.call('HMGET', KEYS[3], 'last', 'since')
 local last, since = tonumber(contact[1]), tonumber(contact[2])
-if (not last) or (not since) or now - last > math.floor(lease / 2) then
+if (not last) or (not since) or now - last > lease then
   since = now
 end
 redis.call('HSET', KEYS[3], 'last', now, 'since', since)
@@ -89,6 +89,6 @@ if settling then grant = math.min(grant, applied) end
 if grant < 0 then grant = 0 end
 local recorded = math.max(grant, applied)
 redis.call('HSET', KEYS[1], host,
-  string.format('%.17g %.17g %d', recorded, demand, now + lease + math.floor(lease / 10)))
+  string.format('%.17g %.17g %d', recorded, demand, now + lease + math.floor(lease / 2)))
 redis.call('PEXPIRE', KEYS[1], keep)
 return {string.format('%.17g', grant), pause_ms, settling and 1 or 0}
