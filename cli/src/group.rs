@@ -497,7 +497,7 @@ impl Inner {
             .arg(if leaving { 1 } else { 0 });
         let call = invocation.invoke_async::<(String, i64, i64)>(&mut connection);
         match tokio::time::timeout(self.options.lease / 2, call).await {
-            Ok(Ok((grant, pause_ms, _settling))) => {
+            Ok(Ok((grant, pause_ms, settling))) => {
                 self.renewals.fetch_add(1, Relaxed);
                 if self.unreachable.swap(false, Relaxed) {
                     tracing::warn!(
@@ -512,7 +512,7 @@ impl Inner {
                 let grant = grant.parse::<f64>().unwrap_or(0.0) * (1.0 - 1e-12);
                 let now = self.started.elapsed();
                 if let Err(error) = self.with_bucket(share, |state, bucket| {
-                    state.granted(&share.rules, sent, now, grant, bucket)
+                    state.granted(&share.rules, sent, now, grant, settling != 0, bucket)
                 }) {
                     tracing::error!(limiter = %share.name, %error, "could not set the shared rate");
                 }

@@ -52,7 +52,7 @@ impl ScriptModel {
         demand: f64,
         lease_ms: u64,
         now: u64,
-    ) -> Result<f64, String> {
+    ) -> Result<(f64, bool), String> {
         match &self.identity {
             None => self.identity = Some(identity.to_string()),
             Some(known) if known != identity => return Err(known.clone()),
@@ -95,7 +95,7 @@ impl ScriptModel {
             host.to_string(),
             (grant.max(applied), demand, now + lease_ms + lease_ms / 2),
         );
-        Ok(grant)
+        Ok((grant, settling))
     }
 }
 
@@ -118,12 +118,12 @@ impl Store<'_> {
         demand: f64,
         lease_ms: u64,
         now: u64,
-    ) -> Result<f64, String> {
-        let modelled = self
+    ) -> Result<(f64, bool), String> {
+        let (modelled, settles) = self
             .model
             .renew(host, identity, total, applied, demand, lease_ms, now)?;
         if let Some((redis, script, keys)) = &mut self.real {
-            let (real, _pause, _settling): (String, i64, i64) = script
+            let (real, _pause, settling): (String, i64, i64) = script
                 .key(&keys[0])
                 .key(&keys[1])
                 .key(&keys[2])
@@ -139,14 +139,15 @@ impl Store<'_> {
                 .invoke(*redis)
                 .map_err(|e| format!("the real script: {e}"))?;
             let real: f64 = real.parse().map_err(|e| format!("grant {real:?}: {e}"))?;
-            if (real - modelled).abs() > 1e-9 * total {
+            if (real - modelled).abs() > 1e-9 * total || (settling != 0) != settles {
                 return Err(format!(
-                    "at {now} ms {host}: the script granted {real}, the model {modelled}"
+                    "at {now} ms {host}: the script granted {real} (settling {settling}), the \
+                     model {modelled} (settling {settles})"
                 ));
             }
             self.compared += 1;
         }
-        Ok(modelled)
+        Ok((modelled, settles))
     }
 
     /// Redis came back empty.
@@ -426,7 +427,7 @@ fn simulate(
                 };
                 let report = host.share.report(&rules, now, &mut bucket);
                 if reachable(t) {
-                    let grant = store.renew(
+                    let (grant, settling) = store.renew(
                         &host.id,
                         &identity,
                         total,
@@ -435,8 +436,14 @@ fn simulate(
                         scenario.lease_ms,
                         BASE_MS + t / 1_000_000,
                     )?;
-                    host.share
-                        .granted(&rules, now, now, grant * (1.0 - 1e-12), &mut bucket)?;
+                    host.share.granted(
+                        &rules,
+                        now,
+                        now,
+                        grant * (1.0 - 1e-12),
+                        settling,
+                        &mut bucket,
+                    )?;
                 } else if let Some(fell_back) = host.share.unanswered(&rules, now, now, &mut bucket)
                 {
                     fell_back?;
@@ -692,5 +699,41 @@ fn busy_hosts_take_the_whole_rate_at_every_rate() {
                 "{per_hour}/h, burst {burst}: the group took {taken:.3}/h"
             );
         }
+    }
+}
+
+/// Groups the property test once failed, kept. (1) A host whose lease ended in an outage
+/// shorter than a lease ran at its fallback share while its record had expired (records
+/// lasted a lease and a tenth). (2) A host that joined during an outage ran at its fallback
+/// share, unrecorded, while the other, cut to its fallback too, was granted back the faster
+/// rate it still reported for its slots, during settling.
+#[test]
+fn groups_the_property_test_once_failed_hold_the_bound() {
+    let groups = [
+        Scenario {
+            per_hour: 15_760_183.278664,
+            burst: 2,
+            max_hosts: 2,
+            lease_ms: 513,
+            hosts: vec![(0.2535075217982549, 1.0, 1, None), (0.0, 1.0, 1, None)],
+            outages: vec![(0.7501948805525117, 0.825225256853833, false)],
+            seed: 0,
+            intervals: 4.0,
+        },
+        Scenario {
+            per_hour: 2_732_278.319_203_125_3,
+            burst: 2,
+            max_hosts: 2,
+            lease_ms: 3293,
+            hosts: vec![(0.13396511364565672, 1.0, 1, None), (0.0, 1.0, 1, None)],
+            outages: vec![(0.12812366496063762, 0.22290312651375954, false)],
+            seed: 2_624_382_655_565_672,
+            intervals: 4.0,
+        },
+    ];
+    for scenario in &groups {
+        let outcome = simulate(scenario, None, 1).expect("simulation");
+        check_windows(&outcome.grants, scenario.group_burst(), scenario.per_hour)
+            .unwrap_or_else(|why| panic!("{why}: {scenario:?}"));
     }
 }

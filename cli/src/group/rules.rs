@@ -139,17 +139,27 @@ impl ShareState {
         Report { applied, demand }
     }
 
-    /// Redis granted `grant` to the renewal sent at `sent`; it is applied at `now`.
+    /// Redis granted `grant` to the renewal sent at `sent`; it is applied at `now`. While the
+    /// group is `settling` no host raises: the script caps a grant at what the host reported,
+    /// which after a cut (a fallback too) is the faster rate its slots were placed at, so the
+    /// host caps it at the rate it runs at. Hosts still at their fallback share, unrecorded,
+    /// report within the settling lease.
     pub fn granted(
         &mut self,
         rules: &ShareRules,
         sent: Duration,
         now: Duration,
         grant: f64,
+        settling: bool,
         bucket: &mut dyn Bucket,
     ) -> Result<(), String> {
         self.lease_until = Some(sent.saturating_add(rules.lease));
         self.fallback = false;
+        let grant = if settling {
+            grant.min(self.rate)
+        } else {
+            grant
+        };
         self.run_at(rules, now, grant, bucket)
     }
 
