@@ -3,8 +3,9 @@
 //! Each host's policy keeps deciding *when* to act (FIFO, pauses, jitter, backoff, circuit and
 //! pressure stay in the module); Redis decides *how much* of each limiter's rate this host may
 //! use. Every `lease / 4` a host renews its share of every limiter (`group/renew.lua`, on
-//! Redis's clock): it reports the rate it may be running at and its demand, and gets a grant,
-//! a max-min fair share of the group's rate by demand (Doorman's rule). The script records a
+//! Redis's clock): it reports the rate it may be running at and its demand (judged over at
+//! least two of its own intervals, `group/rules.rs`), and gets a grant, a max-min fair share
+//! of the group's rate by demand (Doorman's rule). The script records a
 //! raise before the host may use it and a cut only once the host reports it, so the recorded
 //! rates of live hosts never sum above the limiter's rate; each host's bucket is the group's
 //! burst divided by `max_hosts`. Hence, in any window W, the group is granted at most
@@ -36,6 +37,10 @@ mod redis_url;
 mod reply;
 
 pub use redis_url::RedisUrl;
+
+pub mod rules;
+
+use rules::{Report, ShareRules, ShareState};
 
 /// Where the group lives and how it shares.
 #[derive(Debug, Clone)]
@@ -90,29 +95,38 @@ impl GroupOptions {
 struct Share {
     index: u32,
     name: String,
-    /// The group's rate, tokens an hour.
-    total: f64,
+    /// The group's rate, `max_hosts` and lease.
+    rules: ShareRules,
     /// Identity every host must agree on: rate, burst, max_hosts, lease.
     identity: String,
+    /// This host's share, on the clock of `Inner::started`.
     state: Mutex<ShareState>,
-    /// Acquisitions since the last renewal, and whether any had to wait.
-    acquired: AtomicU64,
-    waited: AtomicBool,
 }
 
-#[derive(Debug)]
-struct ShareState {
-    /// The rate the module runs at now (tokens an hour); 0 = not granted (the module runs at
-    /// the slowest rate and the pipeline asks for nothing).
-    rate: f64,
-    /// A faster rate that slots handed out before a cut were placed at, and until when.
-    before_cut: Option<(f64, Instant)>,
-    /// The grant's end on this host's clock; `None` before the first grant.
-    lease_until: Option<Instant>,
-    /// Running at the fallback share because Redis could not be reached.
-    fallback: bool,
-    /// When the current renewal period began (for the demand's rate).
-    period_start: Instant,
+/// The shared limiter's bucket in the hosted policy, as the sharing rules see it.
+struct HostedBucket<'a> {
+    policy: &'a mut Policy,
+    limiter: u32,
+}
+
+impl rules::Bucket for HostedBucket<'_> {
+    fn debt_milli(&mut self) -> u64 {
+        self.policy
+            .available_milli(self.limiter)
+            .map_or(0, |milli| milli.min(0).unsigned_abs())
+    }
+
+    fn set_rate(&mut self, tokens_per_hour: f64) -> Result<(), String> {
+        self.policy
+            .set_rate(self.limiter, tokens_per_hour)
+            .map_err(|e| e.to_string())
+    }
+
+    fn pause(&mut self, duration: Duration) -> Result<(), String> {
+        self.policy
+            .pause(self.limiter, duration)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// What a worker may do with a file.
@@ -175,7 +189,6 @@ fn shares_of(
     lease: Duration,
 ) -> Result<(Config, Vec<Share>), String> {
     let mut config = Config::from_json(config).map_err(|e| format!("config: {e}"))?;
-    let now = Instant::now();
     let mut shares = Vec::new();
     for (index, limiter) in config.limiters.iter_mut().enumerate() {
         let burst = limiter
@@ -195,21 +208,17 @@ fn shares_of(
         shares.push(Share {
             index: u32::try_from(index).unwrap_or(u32::MAX),
             name: limiter.name.clone(),
-            total: limiter.tokens_per_hour,
+            rules: ShareRules {
+                total: limiter.tokens_per_hour,
+                max_hosts,
+                lease,
+            },
             identity: format!(
                 "rate {}/h, burst {burst}, max-hosts {max_hosts}, lease {} ms",
                 limiter.tokens_per_hour,
                 lease.as_millis()
             ),
-            state: Mutex::new(ShareState {
-                rate: 0.0,
-                before_cut: None,
-                lease_until: None,
-                fallback: false,
-                period_start: now,
-            }),
-            acquired: AtomicU64::new(0),
-            waited: AtomicBool::new(false),
+            state: Mutex::new(ShareState::new(random_seed())),
         });
     }
     Ok((config, shares))
@@ -311,7 +320,7 @@ impl Group {
         let Some(share) = self.inner.share(limiter) else {
             return;
         };
-        while lock(&share.state).rate <= 0.0 {
+        while lock(&share.state).rate() <= 0.0 {
             tokio::time::sleep(self.inner.options.lease / 8).await;
         }
     }
@@ -319,10 +328,7 @@ impl Group {
     /// A worker took a slot of `limiter`, after waiting `waited` (its demand).
     pub fn acquired(&self, limiter: u32, waited: bool) {
         if let Some(share) = self.inner.share(limiter) {
-            share.acquired.fetch_add(1, Relaxed);
-            if waited {
-                share.waited.store(true, Relaxed);
-            }
+            lock(&share.state).acquired(self.inner.started.elapsed(), waited);
         }
     }
 
@@ -438,8 +444,8 @@ impl Group {
     pub fn fraction(&self, limiter: u32) -> f64 {
         self.inner.share(limiter).map_or(1.0, |s| {
             let state = lock(&s.state);
-            if state.fallback || state.rate > 0.0 {
-                (state.rate / s.total).clamp(0.0, 1.0)
+            if state.fallback() || state.rate() > 0.0 {
+                (state.rate() / s.rules.total).clamp(0.0, 1.0)
             } else {
                 0.0
             }
@@ -448,7 +454,7 @@ impl Group {
 
     /// The rate this host runs `limiter` at now, tokens an hour.
     pub fn rate(&self, limiter: u32) -> Option<f64> {
-        self.inner.share(limiter).map(|s| lock(&s.state).rate)
+        self.inner.share(limiter).map(|s| lock(&s.state).rate())
     }
 
     /// Leaves the group: this host's shares return to the others at once.
@@ -457,59 +463,6 @@ impl Group {
         for share in &self.inner.shares {
             let _ = self.inner.renew_share(share, true).await;
         }
-    }
-}
-
-/// The host's side of the sharing rules, as pure functions (the group's simulation in
-/// `cli/tests/group_bound.rs` runs them on a virtual clock).
-pub mod rules {
-    use std::time::Duration;
-
-    /// The share while Redis is unreachable: `total / max_hosts`.
-    pub fn fallback(total: f64, max_hosts: u32) -> f64 {
-        total / f64::from(max_hosts)
-    }
-
-    /// The demand a host reports: everything while it waits for slots (or has no share),
-    /// otherwise twice its recent use, at least a fallback share so that new work finds some
-    /// rate, and never above `total`.
-    pub fn demand(total: f64, max_hosts: u32, rate: f64, waited: bool, used_per_hour: f64) -> f64 {
-        if waited || rate <= 0.0 {
-            total
-        } else {
-            (2.0 * used_per_hour).clamp(fallback(total, max_hosts).min(total), total)
-        }
-    }
-
-    /// The rate a host runs at for `grant`: below a quarter of a fallback share, none (a slot
-    /// placed at a crawl would wait long after the share grows).
-    pub fn usable(grant: f64, total: f64, max_hosts: u32) -> f64 {
-        if grant >= fallback(total, max_hosts) / 4.0 {
-            grant
-        } else {
-            0.0
-        }
-    }
-
-    /// The rate the module runs at for a usable `rate` (0 = no share: the slowest it takes).
-    pub fn module_rate(rate: f64) -> f64 {
-        if rate > 0.0 {
-            rate
-        } else {
-            pacer::quota::MIN_TOKENS_PER_HOUR
-        }
-    }
-
-    /// The fastest rate slots may still be maturing at, after a cut from `rate`, given the
-    /// one kept from an earlier cut.
-    pub fn faster_before_cut<T>(before_cut: Option<(f64, T)>, rate: f64) -> f64 {
-        before_cut.map_or(rate, |(faster, _)| faster.max(rate))
-    }
-
-    /// How long slots handed out at `old_rate` (tokens an hour) keep maturing after a cut,
-    /// from the bucket's debt in milli-tokens just before it.
-    pub fn horizon(debt_milli: u64, old_rate: f64) -> Duration {
-        Duration::from_secs_f64((debt_milli as f64 / 1000.0) * 3600.0 / old_rate)
     }
 }
 
@@ -526,10 +479,14 @@ fn claim_ttl(lease: Duration) -> u64 {
 
 /// `pacer-<pid>-<random>`: unique across hosts and restarts.
 fn host_id() -> String {
-    let random = std::collections::hash_map::RandomState::new()
+    format!("pacer-{}-{:08x}", std::process::id(), random_seed() as u32)
+}
+
+/// A random number, different in every process and every call.
+fn random_seed() -> u64 {
+    std::collections::hash_map::RandomState::new()
         .build_hasher()
-        .finish();
-    format!("pacer-{}-{:08x}", std::process::id(), random as u32)
+        .finish()
 }
 
 /// Why a renewal brought no grant.
@@ -608,33 +565,10 @@ impl Inner {
 
     /// One renewal of `share`; an error only for a config the group refuses.
     async fn renew_share(&self, share: &Share, leaving: bool) -> Result<(), String> {
-        let sent = Instant::now();
-        let (applied, demand) = {
-            let mut state = lock(&share.state);
-            let elapsed = sent
-                .duration_since(state.period_start)
-                .as_secs_f64()
-                .max(1e-3);
-            state.period_start = sent;
-            let acquired = share.acquired.swap(0, Relaxed) as f64;
-            let waited = share.waited.swap(false, Relaxed);
-            let demand = rules::demand(
-                share.total,
-                self.options.max_hosts,
-                state.rate,
-                waited,
-                acquired * 3600.0 / elapsed,
-            );
-            let mut applied = state.rate;
-            if let Some((faster, until)) = state.before_cut {
-                if sent < until {
-                    applied = applied.max(faster);
-                } else {
-                    state.before_cut = None;
-                }
-            }
-            (applied, demand)
-        };
+        let sent = self.started.elapsed();
+        let Report { applied, demand } = self.with_bucket(share, |state, bucket| {
+            state.report(&share.rules, sent, bucket)
+        });
         let mut connection = self.connection.clone();
         let mut invocation = self.renew.prepare_invoke();
         invocation
@@ -644,7 +578,7 @@ impl Inner {
             .key(self.key(&share.name, "pause"))
             .arg(&self.host)
             .arg(&share.identity)
-            .arg(share.total)
+            .arg(share.rules.total)
             .arg(applied)
             .arg(demand)
             .arg(u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX))
@@ -658,7 +592,7 @@ impl Inner {
         let joined = self.joined.load(Relaxed);
         use NoGrant::{Refused, Unreachable};
         let answer = match tokio::time::timeout(self.options.lease / 2, call).await {
-            Ok(Ok(value)) => reply::renewal(&value, share.total, self.longest_pause)
+            Ok(Ok(value)) => reply::renewal(&value, share.rules.total, self.longest_pause)
                 .map_err(|why| Refused(format!("answered a renewal with {why}"))),
             Ok(Err(error)) if error.code() == Some("PACERCONFIG") => {
                 let refusal = format!(
@@ -706,15 +640,20 @@ impl Inner {
                     return Ok(());
                 }
                 self.heed(share, &renewal);
-                if renewal.flags & reply::flags::FULL != 0 {
+                let settling = renewal.flags & reply::flags::SETTLING != 0;
+                let grant = if renewal.flags & reply::flags::FULL != 0 {
                     // Not a member: the group's rate is the members'; this host takes what
                     // it would take without Redis.
-                    let fallback = rules::fallback(share.total, self.options.max_hosts);
-                    self.apply(share, fallback, Some(sent + self.options.lease));
+                    rules::fallback(share.rules.total, self.options.max_hosts)
                 } else {
                     // Never above what was granted: the text's last digit may round up.
-                    let grant = renewal.grant * (1.0 - 1e-12);
-                    self.apply(share, grant, Some(sent + self.options.lease));
+                    renewal.grant * (1.0 - 1e-12)
+                };
+                let now = self.started.elapsed();
+                if let Err(error) = self.with_bucket(share, |state, bucket| {
+                    state.granted(&share.rules, sent, now, grant, settling, bucket)
+                }) {
+                    tracing::error!(limiter = %share.name, %error, "could not set the shared rate");
                 }
                 if !renewal.pause.is_zero() {
                     if let Err(error) = lock(&self.policy).pause(share.index, renewal.pause) {
@@ -760,19 +699,16 @@ impl Inner {
     }
 
     /// Without a grant: once the lease of the last one is over, the fallback share.
-    fn fall_back_if_lease_over(&self, share: &Share, sent: Instant) {
-        let lease_over = {
-            let state = lock(&share.state);
-            let until = state
-                .lease_until
-                .unwrap_or(self.started + self.options.lease);
-            sent >= until && !state.fallback
-        };
-        if lease_over {
+    fn fall_back_if_lease_over(&self, share: &Share, sent: Duration) {
+        let now = self.started.elapsed();
+        let fell_back = self.with_bucket(share, |state, bucket| {
+            state.unanswered(&share.rules, sent, now, bucket)
+        });
+        if let Some(applied) = fell_back {
             self.fallbacks.fetch_add(1, Relaxed);
-            let fallback = rules::fallback(share.total, self.options.max_hosts);
-            self.apply(share, fallback, None);
-            lock(&share.state).fallback = true;
+            if let Err(error) = applied {
+                tracing::error!(limiter = %share.name, %error, "could not set the shared rate");
+            }
         }
     }
 
@@ -811,40 +747,19 @@ impl Inner {
         }
     }
 
-    /// Runs `share` at `grant` tokens an hour (below a useful floor: no share, the slowest
-    /// rate, and the pipeline waits). A cut keeps the faster rate reported until the slots
-    /// handed out at it have matured.
-    fn apply(&self, share: &Share, grant: f64, lease_until: Option<Instant>) {
-        let rate = rules::usable(grant, share.total, self.options.max_hosts);
+    /// Runs `f` on `share`'s state and the hosted policy's bucket for it (locked in that order).
+    fn with_bucket<T>(
+        &self,
+        share: &Share,
+        f: impl FnOnce(&mut ShareState, &mut dyn rules::Bucket) -> T,
+    ) -> T {
         let mut state = lock(&share.state);
-        if lease_until.is_some() {
-            state.lease_until = lease_until;
-            state.fallback = false;
-        }
-        if rate == state.rate {
-            return;
-        }
         let mut policy = lock(&self.policy);
-        // Slots handed out before a cut were placed at the old rate; in debt, the last one
-        // matures -available / rate from now (the module keeps that time across the cut).
-        let horizon = if rate < state.rate {
-            let debt_milli = policy
-                .available_milli(share.index)
-                .map_or(0, |milli| milli.min(0).unsigned_abs());
-            Some(rules::horizon(debt_milli, state.rate))
-        } else {
-            None
+        let mut bucket = HostedBucket {
+            policy: &mut policy,
+            limiter: share.index,
         };
-        if let Err(error) = policy.set_rate(share.index, rules::module_rate(rate)) {
-            tracing::error!(limiter = %share.name, %error, "could not set the shared rate");
-            return;
-        }
-        if let Some(horizon) = horizon {
-            let until = Instant::now() + horizon + self.options.lease / 4;
-            let faster = rules::faster_before_cut(state.before_cut, state.rate);
-            state.before_cut = Some((faster, until));
-        }
-        state.rate = rate;
+        f(&mut state, &mut bucket)
     }
 
     /// Keeps this host's claims alive.

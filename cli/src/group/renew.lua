@@ -18,16 +18,19 @@
 --
 -- Any client of this Redis can write these keys: what they hold is checked, not trusted. A
 -- key of the wrong type, or a record that is not three numbers in range (rate and demand in
--- [0, total], an expiry at most a lease and a tenth away), is discarded; a `since` in the
+-- [0, total], an expiry at most a lease and a half away), is discarded; a `since` in the
 -- future is reset; a pause is cut to the longest a host could publish.
 --
 -- The rule: the recorded rates of live hosts never sum above `total`. A host's record is
 -- raised before the host may raise its rate (the grant is recorded here) and lowered only
--- when the host reports that it runs lower. Records expire a lease (plus a tenth) after
--- their renewal, later than the host's own lease on its own clock, which starts when it
--- sent the request. For one lease after the group (re)forms no host may raise: hosts that
--- still run on grants from before (Redis restarted empty, or came back after an outage)
--- report first.
+-- when the host reports that it runs lower. Records expire a lease and a half after their
+-- renewal, later than the host's own lease on its own clock, which starts when it sent the
+-- request: after an outage shorter than a lease (no settling, below), a host whose lease
+-- ended in it runs at its fallback share until it reports, unrecorded but for its record.
+-- Every host renews each quarter lease, so its last renewal before an outage is at most a
+-- quarter lease (and a renewal's time) before the group's; the half lease covers that. For
+-- one lease after the group (re)forms no host may raise: hosts that still run on grants from
+-- before (Redis restarted empty, or came back after an outage) report first.
 
 local t = redis.call('TIME')
 local now = tonumber(ARGV[8]) or (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -76,7 +79,7 @@ local settling = now < since + lease
 -- Live hosts other than this one; expired records, and records no host could have written,
 -- are dropped.
 local others, entries, member = 0, {}, false
-local latest = now + lease + math.floor(lease / 10)
+local latest = now + lease + math.floor(lease / 2)
 local members = redis.call('HGETALL', KEYS[1])
 for i = 1, #members, 2 do
   local h, record = members[i], members[i + 1]
@@ -131,6 +134,6 @@ if settling then grant = math.min(grant, applied) end
 if grant < 0 then grant = 0 end
 local recorded = math.max(grant, applied)
 redis.call('HSET', KEYS[1], host,
-  string.format('%.17g %.17g %d', recorded, demand, now + lease + math.floor(lease / 10)))
+  string.format('%.17g %.17g %d', recorded, demand, now + lease + math.floor(lease / 2)))
 redis.call('PEXPIRE', KEYS[1], keep)
 return {string.format('%.17g', grant), pause_ms, flags}

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use redis::Value;
 
-/// The script's flags (`renew.lua`, its reply's third element; 1, settling, is for the
-/// group's simulation).
+/// The script's flags (`renew.lua`, its reply's third element).
 pub(super) mod flags {
+    /// The group (re)formed within a lease: no host may raise its rate above what it runs at.
+    pub const SETTLING: i64 = 1;
     /// Keys of the wrong type, or records that could not have been written by a host, were
     /// discarded.
     pub const REPAIRED: i64 = 2;
