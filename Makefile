@@ -174,22 +174,22 @@ bench: wasm redis
 
 ## fuzz: coverage-guided fuzzing (libFuzzer, through the libfuzzer-sys crate on stable Rust) of
 ## the config reader, state_import, the index reader, the RateLimit / X-RateLimit headers,
-## Retry-After and a hosted policy driven by random calls: each target for FUZZ_SECONDS
-## (default 600), one after another, new inputs into target/fuzz/corpus/<target>/ (see
-## fuzz-merge), a crash, timeout or leak stops it with the input in target/fuzz/artifacts/.
+## Retry-After and a hosted policy driven by random calls: each target for FUZZ_RUNS
+## executions (10 million) or FUZZ_SECONDS (15 min; the hosted one FUZZ_HOSTED_SECONDS, 90 min),
+## whichever comes first, one after another. New inputs go to target/fuzz/corpus/<target>/
+## (see fuzz-merge); a crash, timeout or leak stops it, its input in target/fuzz/artifacts/.
 ## Figures: BENCHMARKS.md, "Fuzzing".
 FUZZ_TARGETS := config state_import catalogue ratelimit retry_after hosted
-FUZZ_SECONDS ?= 600
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 900
+FUZZ_HOSTED_SECONDS ?= 5400
 FUZZ_CHECK_SECONDS ?= 10
 FUZZ_HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 FUZZ_BIN := target/fuzz/$(FUZZ_HOST)/release
-# Sanitizer coverage by hand (what cargo-fuzz passes, minus its nightly-only AddressSanitizer):
-# inline 8-bit counters and the PC table feed libFuzzer's coverage, compare tracing lets it
-# solve magic values and checksums, and every overflow or debug assertion is a finding.
-# `--target` keeps these flags off build scripts and proc-macros.
-FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
-	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
-	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks
+# Sanitizer coverage by hand, on stable: fuzz/rustc-wrapper.sh adds it to the crates under
+# test only (not wasmtime, not Cranelift). `--cfg fuzzing` for libfuzzer-sys; `--target` keeps
+# the flags off build scripts and proc-macros.
+FUZZ_RUSTFLAGS := --cfg fuzzing
 # Per input: 10 s; per process: 2 GiB (the hosted target reserves wasmtime's pool, not RSS).
 FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1
 # $(1) is the shell's target variable: the dictionary is looked up when the recipe runs.
@@ -199,8 +199,9 @@ fuzz_flags = $(FUZZ_FLAGS) -artifact_prefix=target/fuzz/artifacts/$(1)/ \
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p target/fuzz/corpus/$$t target/fuzz/artifacts/$$t; \
-		echo "== fuzz $$t: $(FUZZ_SECONDS) s (log: target/fuzz/$$t.log)"; \
-		$(FUZZ_BIN)/$$t $(call fuzz_flags,$$t) -max_total_time=$(FUZZ_SECONDS) \
+		seconds=$(FUZZ_SECONDS); [ $$t = hosted ] && seconds=$(FUZZ_HOSTED_SECONDS); \
+		echo "== fuzz $$t: $(FUZZ_RUNS) runs or $$seconds s (log: target/fuzz/$$t.log)"; \
+		$(FUZZ_BIN)/$$t $(call fuzz_flags,$$t) -runs=$(FUZZ_RUNS) -max_total_time=$$seconds \
 			target/fuzz/corpus/$$t fuzz/corpus/$$t > target/fuzz/$$t.log 2>&1 \
 			|| { tail -40 target/fuzz/$$t.log; echo "fuzz $$t: FAILED"; exit 1; }; \
 		grep -E '^(stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|#[0-9]+ +DONE)' \
@@ -235,7 +236,8 @@ fuzz-merge: fuzz-build
 ## fuzz-build: the targets, in their own crate and target dir (target/fuzz), so their flags
 ## never touch the workspace's build; the hosted target runs dist/pacer.wasm
 fuzz-build: wasm cxx
-	RUSTFLAGS="$(FUZZ_RUSTFLAGS)" $(CARGO) build --release --locked --manifest-path fuzz/Cargo.toml \
+	RUSTFLAGS="$(FUZZ_RUSTFLAGS)" RUSTC_WRAPPER=$(CURDIR)/fuzz/rustc-wrapper.sh $(CARGO) build --release --locked \
+		--manifest-path fuzz/Cargo.toml \
 		--target $(FUZZ_HOST) --target-dir target/fuzz
 
 ## cxx: a C++ compiler, for libFuzzer's own sources (libfuzzer-sys builds them)

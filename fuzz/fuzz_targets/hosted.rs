@@ -42,6 +42,12 @@ fn module() -> &'static PolicyModule {
     })
 }
 
+/// `FUZZ_TRACE=1`: print each call and both answers (to read a crash input).
+fn trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("FUZZ_TRACE").is_some())
+}
+
 /// The native side's imports: the same script the hosted policy's environment reads.
 struct Mirror(ScriptedEnvironment);
 
@@ -222,6 +228,9 @@ impl Run {
                     native >= 0,
                     "after {after}: hosted snapshot, native code {native}"
                 );
+                if trace() && bytes != self.native.snapshot() {
+                    eprintln!("hosted {bytes:?}\nnative {:?}", self.native.snapshot());
+                }
                 assert!(
                     bytes == self.native.snapshot(),
                     "after {after}: the snapshots differ"
@@ -456,7 +465,11 @@ impl Run {
                 let h = code("pressure", self.hosted.pressure(), |l| l as i64);
                 let t = code("should_throttle", self.hosted.should_throttle(), i64::from);
                 let n = self.native.pressure();
-                assert_eq!(t, i64::from(self.native.should_throttle()), "should_throttle");
+                assert_eq!(
+                    t,
+                    i64::from(self.native.should_throttle()),
+                    "should_throttle"
+                );
                 ("pressure", h, n.into())
             }
             19 => {
@@ -499,6 +512,9 @@ impl Run {
                 return Ok(());
             }
         };
+        if trace() {
+            eprintln!("{name} at {now}: hosted {hosted}, native {native}");
+        }
         assert_eq!(hosted, native, "{name}: hosted {hosted}, native {native}");
         self.same_state(name);
         Ok(())
@@ -522,6 +538,8 @@ fuzz_target!(|bytes: &[u8]| {
         run.hosted.configure(json).expect("the starting config");
         assert_eq!(run.native.configure(json.as_bytes()), 0);
     }
+    // Both clocks' high-water marks at the start (the hosted configure took a checkpoint).
+    run.same_state("the start");
     for _ in 0..64 {
         if u.is_empty() || run.step(&mut u).is_err() {
             break;
