@@ -533,7 +533,7 @@ fuzz_target!(|bytes: &[u8]| {
         last_snapshot: Vec::new(),
     };
     // Most runs start configured, so the calls reach the policy.
-    if u.arbitrary::<u8>().unwrap_or(0) % 8 != 0 {
+    if !u.arbitrary::<u8>().unwrap_or(0).is_multiple_of(8) {
         let json = r#"{"seed":7,"limiters":[{"name":"a","tokens_per_hour":3600,"burst":3},{"name":"b","tokens_per_hour":60,"adaptive":{"min_tokens_per_hour":6,"max_tokens_per_hour":600,"on_503":true}}],"backoff":{"base_ms":100,"max_ms":2000,"failure_threshold":2,"open_ms":1000}}"#;
         run.hosted.configure(json).expect("the starting config");
         assert_eq!(run.native.configure(json.as_bytes()), 0);
