@@ -8,7 +8,7 @@ WASM_TARGET := wasm32-unknown-unknown
 
 .PHONY: run schedule serve test bench bench-www setup npm fmt-check clippy wasm-check unit-tests node-tests \
 	browser-tests doc wasm www wasm-bindgen-cli chromium nginx redis ca-certificates examples \
-	ci-switches budgets
+	ci-switches budgets fuzz fuzz-build fuzz-check fuzz-merge cxx
 
 WASM_RAW := target/$(WASM_TARGET)/wasm/pacer.wasm
 WASM_OPT := node_modules/.bin/wasm-opt
@@ -34,9 +34,10 @@ schedule:
 
 ## test: formatting, clippy (native + wasm32), the modules, all Rust tests and doctests (the
 ## host's replay dist/pacer.wasm in wasmtime), the Node conformance runner, the page in
-## headless Chromium, docs, the two wasm byte budgets
+## headless Chromium, docs, the fuzz targets over their corpora and for a short run, the two wasm
+## byte budgets
 test: ci-switches setup fmt-check clippy wasm-check wasm unit-tests node-tests examples www browser-tests doc \
-	budgets
+	fuzz-check budgets
 
 ## ci-switches: under CI (`CI` set, as CI services and .ci/run set it) no switch may shrink a
 ## check: PACER_BLESS (rewrites expected files) is refused, and so is a count or time budget
@@ -149,6 +150,7 @@ browser-tests: www wasm chromium node_modules/.installed
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 
 clippy: setup
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
@@ -202,3 +204,75 @@ bench: wasm redis
 	$(CARGO) bench -p pacer-host --bench hosted --locked
 	$(CARGO) bench -p pacer-host --bench pool --locked
 	$(CARGO) bench -p pacer-cli --bench group --locked
+
+## fuzz: coverage-guided fuzzing (libFuzzer, through the libfuzzer-sys crate on stable Rust) of
+## the config reader, state_import, the index reader, the RateLimit / X-RateLimit headers,
+## Retry-After and a hosted policy driven by random calls: each target for FUZZ_RUNS
+## executions (10 million) or FUZZ_SECONDS (15 min; the hosted one FUZZ_HOSTED_SECONDS, 90 min),
+## whichever comes first, one after another. New inputs go to target/fuzz/corpus/<target>/
+## (see fuzz-merge); a crash, timeout or leak stops it, its input in target/fuzz/artifacts/.
+## Figures: BENCHMARKS.md, "Fuzzing".
+FUZZ_TARGETS := config state_import catalogue ratelimit retry_after hosted
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 900
+FUZZ_HOSTED_SECONDS ?= 5400
+FUZZ_CHECK_SECONDS ?= 10
+FUZZ_HOST := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+FUZZ_BIN := target/fuzz/$(FUZZ_HOST)/release
+# Sanitizer coverage by hand, on stable: fuzz/rustc-wrapper.sh adds it to the crates under
+# test only (not wasmtime, not Cranelift). `--cfg fuzzing` for libfuzzer-sys; `--target` keeps
+# the flags off build scripts and proc-macros.
+FUZZ_RUSTFLAGS := --cfg fuzzing
+# Per input: 10 s; per process: 2 GiB (the hosted target reserves wasmtime's pool, not RSS).
+FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1
+# $(1) is the shell's target variable: the dictionary is looked up when the recipe runs.
+fuzz_flags = $(FUZZ_FLAGS) -artifact_prefix=target/fuzz/artifacts/$(1)/ \
+	$$([ -f fuzz/dict/$(1).dict ] && echo -dict=fuzz/dict/$(1).dict)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz/corpus/$$t target/fuzz/artifacts/$$t; \
+		seconds=$(FUZZ_SECONDS); [ $$t = hosted ] && seconds=$(FUZZ_HOSTED_SECONDS); \
+		echo "== fuzz $$t: $(FUZZ_RUNS) runs or $$seconds s (log: target/fuzz/$$t.log)"; \
+		$(FUZZ_BIN)/$$t $(call fuzz_flags,$$t) -runs=$(FUZZ_RUNS) -max_total_time=$$seconds \
+			target/fuzz/corpus/$$t fuzz/corpus/$$t > target/fuzz/$$t.log 2>&1 \
+			|| { tail -40 target/fuzz/$$t.log; echo "fuzz $$t: FAILED"; exit 1; }; \
+		grep -E '^(stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|#[0-9]+ +DONE)' \
+			target/fuzz/$$t.log; \
+	done
+
+## fuzz-check (in `make test`): each target over its committed corpus (every seed and every
+## crash found so far, as a regression), then a short run from it; any crash, timeout or
+## out-of-memory fails the build.
+fuzz-check: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		rm -rf target/fuzz/check/$$t; mkdir -p target/fuzz/check/$$t target/fuzz/artifacts/$$t; \
+		n=$$(ls fuzz/corpus/$$t | wc -l); \
+		[ "$$n" -gt 0 ] || { echo "fuzz/corpus/$$t is empty"; exit 1; }; \
+		$(FUZZ_BIN)/$$t $(call fuzz_flags,$$t) -runs=0 fuzz/corpus/$$t > target/fuzz/$$t.check.log 2>&1 \
+			|| { tail -30 target/fuzz/$$t.check.log; echo "fuzz-check $$t: the corpus fails"; exit 1; }; \
+		$(FUZZ_BIN)/$$t $(call fuzz_flags,$$t) -max_total_time=$(FUZZ_CHECK_SECONDS) \
+			target/fuzz/check/$$t fuzz/corpus/$$t >> target/fuzz/$$t.check.log 2>&1 \
+			|| { tail -30 target/fuzz/$$t.check.log; echo "fuzz-check $$t: failed"; exit 1; }; \
+		echo "fuzz-check $$t: $$n corpus inputs ok; $$(sed -n 's/^stat::number_of_executed_units: *//p' \
+			target/fuzz/$$t.check.log | tail -1) runs in $(FUZZ_CHECK_SECONDS) s, no crash"; \
+	done
+
+## fuzz-merge: what `make fuzz` found that adds coverage, minimised into fuzz/corpus/ (commit it)
+fuzz-merge: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		$(FUZZ_BIN)/$$t $(call fuzz_flags,$$t) -merge=1 fuzz/corpus/$$t target/fuzz/corpus/$$t \
+			> target/fuzz/$$t.merge.log 2>&1 || { tail -20 target/fuzz/$$t.merge.log; exit 1; }; \
+		echo "fuzz/corpus/$$t: $$(ls fuzz/corpus/$$t | wc -l) inputs"; \
+	done
+
+## fuzz-build: the targets, in their own crate and target dir (target/fuzz), so their flags
+## never touch the workspace's build; the hosted target runs dist/pacer.wasm
+fuzz-build: wasm cxx
+	RUSTFLAGS="$(FUZZ_RUSTFLAGS)" RUSTC_WRAPPER=$(CURDIR)/fuzz/rustc-wrapper.sh $(CARGO) build --release --locked \
+		--manifest-path fuzz/Cargo.toml \
+		--target $(FUZZ_HOST) --target-dir target/fuzz
+
+## cxx: a C++ compiler, for libFuzzer's own sources (libfuzzer-sys builds them)
+cxx:
+	@command -v c++ >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++; }
