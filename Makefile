@@ -43,7 +43,7 @@ test: ci-switches setup fmt-check clippy wasm-check wasm unit-tests node-tests e
 ## check: PACER_BLESS (rewrites expected files) is refused, and so is a count or time budget
 ## below its default. The tests refuse them too; this also covers proptest blocks outside
 ## tests/ (PROPTEST_CASES, default 256) and says so before anything builds.
-CI_FLOORS := PROPTEST_CASES:256 PACER_BUCKET_SECONDS:60 PACER_GROUP_CASES:64
+CI_FLOORS := PROPTEST_CASES:256 PACER_BUCKET_SECONDS:60 PACER_GROUP_CASES:200
 ci-switches:
 	@case "$${CI:-}" in ""|0|false) exit 0;; esac; \
 	refused=; \
