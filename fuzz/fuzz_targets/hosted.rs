@@ -277,7 +277,7 @@ impl Run {
                 (
                     "configure",
                     h,
-                    self.native.configure(json.as_bytes()).into(),
+                    configure_as_the_host_does(&mut self.native, &json).into(),
                 )
             }
             4 => {
@@ -536,7 +536,7 @@ fuzz_target!(|bytes: &[u8]| {
     if !u.arbitrary::<u8>().unwrap_or(0).is_multiple_of(8) {
         let json = r#"{"seed":7,"limiters":[{"name":"a","tokens_per_hour":3600,"burst":3},{"name":"b","tokens_per_hour":60,"adaptive":{"min_tokens_per_hour":6,"max_tokens_per_hour":600,"on_503":true}}],"backoff":{"base_ms":100,"max_ms":2000,"failure_threshold":2,"open_ms":1000}}"#;
         run.hosted.configure(json).expect("the starting config");
-        assert_eq!(run.native.configure(json.as_bytes()), 0);
+        assert_eq!(configure_as_the_host_does(&mut run.native, json), 0);
     }
     // Both clocks' high-water marks at the start (the hosted configure took a checkpoint).
     run.same_state("the start");
@@ -546,3 +546,15 @@ fuzz_target!(|bytes: &[u8]| {
         }
     }
 });
+
+/// `pacer_configure`, then what the host does after an accepted config (`Policy::configure`):
+/// a snapshot of it imported straight back, the check that the module can be restored.
+fn configure_as_the_host_does(native: &mut Exports<Mirror>, json: &str) -> i32 {
+    let code = native.configure(json.as_bytes());
+    if code != 0 {
+        return code;
+    }
+    assert!(native.state_export() >= 0, "native export after configure");
+    let snapshot = native.snapshot().to_vec();
+    native.state_import(&snapshot)
+}
