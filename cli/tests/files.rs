@@ -73,49 +73,6 @@ fn site(files: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
     site
 }
 
-/// Python's own static file server on `dir`, killed on drop.
-struct StaticServer {
-    child: std::process::Child,
-    url: String,
-}
-
-impl StaticServer {
-    fn start(dir: &Path) -> StaticServer {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-            .arg("--directory")
-            .arg(dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs (the test needs it)");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("a first line");
-        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let port = line
-            .split(" port ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no port in {line:?}"))
-            .to_string();
-        StaticServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The names in `dir`.
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
@@ -135,7 +92,7 @@ async fn names_x_and_x_partial_each_arrive_whole_in_either_order_and_survive_a_r
         let files = [("x", x.clone()), ("x.partial", x_partial.clone())];
         let listed: Vec<_> = order.iter().map(|&i| files[i].clone()).collect();
         let site = site(&listed);
-        let server = StaticServer::start(site.path());
+        let server = common::StaticServer::start(site.path());
         let out = tempfile::tempdir().expect("tempdir");
         let mut options = PipelineOptions::new(&server.url, out.path());
         options.workers = workers;
@@ -181,7 +138,7 @@ async fn names_x_and_x_partial_each_arrive_whole_in_either_order_and_survive_a_r
 async fn symlinks_at_the_partial_folder_or_a_final_name_are_replaced_never_followed() {
     let data = bytes(3, 150_000);
     let site = site(&[("a", data.clone()), ("b", data.clone())]);
-    let server = StaticServer::start(site.path());
+    let server = common::StaticServer::start(site.path());
     let out = tempfile::tempdir().expect("tempdir");
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let victim = elsewhere.path().join("victim");

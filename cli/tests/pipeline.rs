@@ -330,38 +330,6 @@ async fn bad_input_gives_a_clear_error_and_leaves_nothing_complete() {
     );
 }
 
-/// Serves `dir` with Python's own static file server; returns it and its URL.
-fn static_server(dir: &Path) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "http.server",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("a first line");
-    // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-    let port = line
-        .split(" port ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("a port");
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_static_file_server_with_an_index_works_as_an_origin() {
     let site = tempfile::tempdir().expect("tempdir");
@@ -380,15 +348,15 @@ async fn a_plain_static_file_server_with_an_index_works_as_an_origin() {
         serde_json::json!({ "files": files }).to_string(),
     )
     .expect("index");
-    let (mut server, url) = static_server(site.path());
+    let server = common::StaticServer::start(site.path());
     let out = tempfile::tempdir().expect("tempdir");
     let result = download_url(
-        url,
+        server.url.clone(),
         out.path(),
         policy(36_000.0, Arc::new(AtomicI64::new(100))),
     )
     .await;
-    let _ = server.kill();
+    drop(server);
     let summary = result.expect("run");
     assert_eq!(summary.downloaded, 5, "{:?}", summary.failed);
     for i in 0..5 {

@@ -309,18 +309,17 @@ fn names_with_spaces_percent_hash_query_and_non_ascii_reach_a_static_server_inta
         .map(|(n, b)| (*n, b.as_slice()))
         .collect();
     std::fs::write(site.path().join("index.json"), raw::index(&listed)).expect("index");
-    let (mut server, url) = static_server(site.path());
+    let server = common::StaticServer::start(site.path());
     let out = site.path().join("out");
     let output = pacer(&[
         "run",
         "--json",
         "--origin",
-        &url,
+        &server.url,
         "--out",
         out.to_str().expect("utf-8"),
     ]);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
@@ -328,32 +327,6 @@ fn names_with_spaces_percent_hash_query_and_non_ascii_reach_a_static_server_inta
     for (name, bytes) in names.iter().zip(&contents) {
         assert_eq!(&std::fs::read(out.join(name)).expect(name), bytes, "{name}");
     }
-}
-
-/// Serves `dir` with Python's own static file server (which percent-decodes each path); returns
-/// it and its URL.
-fn static_server(dir: &Path) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = Command::new("python3")
-        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-        .arg("--directory")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("a first line");
-    // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-    let port = line
-        .split(" port ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("a port");
-    (child, format!("http://127.0.0.1:{port}"))
 }
 
 #[test]
